@@ -1,0 +1,122 @@
+"""``create_app``: wires settings, rules, metrics and the upstream client into one ASGI app.
+
+Request flow: ``RouterApp`` sends the router's own paths to the control app
+(FastAPI) and every other HTTP request straight to ``Proxy``, keeping framework
+routing and middleware off the hot path.
+"""
+
+from __future__ import annotations
+
+import logging
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from router.control import CONTROL_PATHS, build_control_app
+from router.logs import LOGGER_NAME
+from router.memory_router import MemoryRouter
+from router.metrics import Metrics
+from router.proxy import Proxy, Receive, Scope, Send
+from router.settings import Settings
+
+
+def build_http_client(settings: Settings) -> httpx.AsyncClient:
+    """The shared upstream client: pooled, short connect timeout, long read timeout.
+
+    It keeps no cookies (a shared jar would hand one caller's cookies to the next)
+    and adds no default headers of its own.
+    """
+    client = httpx.AsyncClient(
+        timeout=httpx.Timeout(
+            connect=settings.connect_timeout,
+            read=settings.read_timeout,
+            write=settings.write_timeout,
+            pool=settings.pool_timeout,
+        ),
+        limits=httpx.Limits(
+            max_connections=settings.max_connections,
+            max_keepalive_connections=settings.max_keepalive_connections,
+            keepalive_expiry=settings.keepalive_expiry,
+        ),
+        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+        follow_redirects=False,
+        trust_env=False,
+    )
+    client.headers.clear()
+    return client
+
+
+class RouterApp:
+    """The ASGI entry point. Attributes expose the parts for tests and embedding."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        router: MemoryRouter,
+        metrics: Metrics,
+        client: httpx.AsyncClient,
+        control: FastAPI,
+        proxy: Proxy,
+    ) -> None:
+        self.settings = settings
+        self.router = router
+        self.metrics = metrics
+        self.client = client
+        self.control = control
+        self.proxy = proxy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in CONTROL_PATHS:
+            await self.proxy(scope, receive, send)
+        else:
+            await self.control(scope, receive, send)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    router: MemoryRouter | None = None,
+    registry: CollectorRegistry | None = None,
+    http_client: httpx.AsyncClient | None = None,
+    logger: logging.Logger | None = None,
+) -> RouterApp:
+    """Build an isolated router app.
+
+    ``router`` defaults to the rules in ``settings.config`` (or the packaged
+    rules); pass a ``MemoryRouter`` subclass to plug in your own id lookup.
+    ``registry`` defaults to a fresh ``CollectorRegistry``. An ``http_client``
+    you pass stays yours to close; one built here is closed at shutdown.
+    """
+    if router is None:
+        router = MemoryRouter(settings.config)
+    if registry is None:
+        registry = CollectorRegistry()
+    owns_client = http_client is None
+    client = http_client if http_client is not None else build_http_client(settings)
+    log = logger if logger is not None else logging.getLogger(LOGGER_NAME)
+    metrics = Metrics(
+        registry,
+        max_user_ids=settings.max_user_id_labels,
+        known_user_ids=router.rules.known_user_ids(),
+    )
+
+    async def close_client() -> Any:
+        if owns_client:
+            await client.aclose()
+
+    control = build_control_app(
+        settings=settings, router=router, metrics=metrics, client=client, on_shutdown=close_client
+    )
+    proxy = Proxy(settings=settings, router=router, metrics=metrics, client=client, logger=log)
+    return RouterApp(
+        settings=settings,
+        router=router,
+        metrics=metrics,
+        client=client,
+        control=control,
+        proxy=proxy,
+    )

@@ -1,0 +1,188 @@
+"""Command line: ``memory-router [serve] | explain | check``.
+
+- ``serve`` (the default) runs the proxy on uvicorn.
+- ``explain -H 'Name: value' ...`` prints the decision for some headers, offline.
+- ``check`` validates a config and prints its rule table.
+
+Exit codes: 0 success; 1 the headers given to ``explain`` are refused (as the
+proxy would answer 400); 2 bad settings, bad config or bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from router import __version__
+from router.headers import memory_headers
+from router.memory_router import MemoryRouter, default_config_path
+from router.rules import ConfigError, InvalidCustomHeader, RoutingRules
+from router.settings import LOG_LEVELS, Settings, SettingsError, load_settings
+
+COMMANDS = ("serve", "explain", "check")
+EXIT_OK, EXIT_REFUSED, EXIT_CONFIG = 0, 1, 2
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected 'Name: value', got {text!r}")
+    return name.strip(), value.strip()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="memory-router",
+        description="Sidecar proxy in front of LiteLLM that gives each AI client its own "
+        "Supermemory user id.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command")
+
+    serve = commands.add_parser("serve", help="run the proxy (the default command)")
+    serve.add_argument("--host", help="address to listen on (env MEMORY_ROUTER_HOST; 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (env MEMORY_ROUTER_PORT; 8765)")
+    serve.add_argument(
+        "--litellm-url", help="LiteLLM proxy base URL (env LITELLM_URL; http://localhost:4000)"
+    )
+    serve.add_argument("--config", help="routing config YAML (env MEMORY_ROUTER_CONFIG)")
+    serve.add_argument(
+        "--log-level", type=str.upper, choices=LOG_LEVELS, help="log level (env LOG_LEVEL; INFO)"
+    )
+
+    explain = commands.add_parser("explain", help="show which user id some headers get")
+    explain.add_argument(
+        "-H",
+        "--header",
+        dest="headers",
+        action="append",
+        type=_header,
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="a request header; repeat for more",
+    )
+    explain.add_argument("--config", help="routing config YAML (env MEMORY_ROUTER_CONFIG)")
+    explain.add_argument("--json", action="store_true", help="print JSON")
+
+    check = commands.add_parser("check", help="validate a config and print its rules")
+    check.add_argument("--config", help="routing config YAML (env MEMORY_ROUTER_CONFIG)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or (
+        args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help", "--version")
+    ):
+        args_list.insert(0, "serve")
+    args = build_parser().parse_args(args_list)
+    try:
+        if args.command == "explain":
+            return explain(args)
+        if args.command == "check":
+            return check(args)
+        return serve(args)
+    except (SettingsError, ConfigError) as exc:
+        print(f"memory-router: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _router_for(config: str | None) -> tuple[Settings, MemoryRouter]:
+    settings = load_settings(config=config)
+    return settings, MemoryRouter(settings.config)
+
+
+def explain(args: argparse.Namespace) -> int:
+    settings, router = _router_for(args.config)
+    headers: dict[str, str] = {}
+    for name, value in args.headers:
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    try:
+        info = router.get_routing_info(headers)
+    except InvalidCustomHeader as exc:
+        print(f"refused (HTTP 400): {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    injected = [
+        n.decode()
+        for n, _ in memory_headers(
+            info["user_id"],
+            settings.supermemory_key,
+            litellm_end_user=settings.litellm_end_user_header,
+        )
+    ]
+    if args.json:
+        print(json.dumps({**info, "injected_headers": injected}, indent=2))
+        return EXIT_OK
+    print(f"user_id:  {info['user_id']}")
+    print(f"source:   {info['source']}")
+    print(f"reason:   {info['reason']}")
+    matched: dict[str, Any] | None = info["matched_pattern"]
+    if matched is not None:
+        print(
+            f"rule:     #{matched['index'] + 1} header={matched['header']} "
+            f"pattern={matched['pattern']}"
+        )
+    print(f"config:   {info['config']['path']} (sha256 {info['config']['sha256']})")
+    print(f"injects:  {', '.join(injected)}")
+    return EXIT_OK
+
+
+def _rule_table(rules: RoutingRules) -> list[str]:
+    rows = [("#", "header", "pattern", "user_id")]
+    rows += [
+        (str(p.index + 1), p.rule.header, p.rule.pattern, p.rule.user_id) for p in rules.patterns
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows]
+
+
+def check(args: argparse.Namespace) -> int:
+    _, router = _router_for(args.config)
+    rules = router.rules
+    print(f"config:         {rules.source} (sha256 {rules.digest})")
+    print(f"custom header:  {rules.custom_header}")
+    print(f"default:        {rules.default_user_id}")
+    for line in _rule_table(rules):
+        print(line)
+    print(f"OK: {len(rules.patterns)} rule(s)")
+    return EXIT_OK
+
+
+def serve(args: argparse.Namespace) -> int:
+    from router.app import create_app
+    from router.logs import LOGGER_NAME, configure_logging
+    from router.server import run
+
+    settings = load_settings(
+        host=args.host,
+        port=args.port,
+        litellm_url=args.litellm_url,
+        config=args.config,
+        log_level=args.log_level,
+    )
+    configure_logging(settings.log_level_number, [settings.supermemory_key or ""])
+    log = logging.getLogger(LOGGER_NAME)
+    router = MemoryRouter(settings.config)
+    rules = router.rules
+    if settings.supermemory_key is None:
+        log.warning(
+            "SUPERMEMORY_API_KEY is not set: requests will carry x-sm-user-id but no "
+            "x-supermemory-api-key, and Supermemory will not store memories"
+        )
+    log.info(
+        "memory-router %s on http://%s:%d -> %s; config %s (%d rules, default %s)",
+        __version__,
+        settings.host,
+        settings.port,
+        settings.litellm_url,
+        rules.source if settings.config else f"{default_config_path()} (packaged)",
+        len(rules.patterns),
+        rules.default_user_id,
+    )
+    app = create_app(settings, router=router, logger=log)
+    return EXIT_OK if run(app, settings) else EXIT_CONFIG

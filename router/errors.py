@@ -1,0 +1,93 @@
+"""Error responses the router itself produces, in the caller's API format.
+
+OpenAI routes get ``{"error": {"message", "type", "param", "code"}}``; Anthropic's
+``/v1/messages`` gets ``{"type": "error", "error": {"type", "message"}}``.
+Messages are fixed sentences: no exception text or internals reach a client.
+
+The failures the router answers for itself::
+
+    400 invalid_user_id        the custom header is empty or not a valid id
+    413 request_too_large      the body is larger than max_body_bytes
+    500 router_error           a bug or a custom detect_user_id that failed
+    502 upstream_unreachable   LiteLLM refused or dropped the connection
+    503 upstream_busy          no upstream connection free in time
+    504 upstream_timeout       LiteLLM did not answer in time
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+ApiFormat = Literal["openai", "anthropic"]
+
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+}
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def api_format(path: str) -> ApiFormat:
+    """Which API's error shape a path expects."""
+    return "anthropic" if path.startswith(("/v1/messages", "/anthropic/")) else "openai"
+
+
+@dataclass(frozen=True, slots=True)
+class RouterError:
+    status: int
+    code: str
+    message: str
+
+    def body(self, fmt: ApiFormat) -> bytes:
+        if fmt == "anthropic":
+            payload: dict[str, object] = {
+                "type": "error",
+                "error": {
+                    "type": _ANTHROPIC_TYPES.get(self.status, "api_error"),
+                    "message": self.message,
+                },
+            }
+        else:
+            payload = {
+                "error": {
+                    "message": self.message,
+                    "type": _OPENAI_TYPES.get(self.status, "server_error"),
+                    "param": None,
+                    "code": self.code,
+                }
+            }
+        return json.dumps(payload).encode()
+
+
+def invalid_user_id(header: str, problem: str) -> RouterError:
+    return RouterError(400, "invalid_user_id", f"Header {header} {problem}.")
+
+
+def request_too_large(limit: int) -> RouterError:
+    return RouterError(
+        413, "request_too_large", f"Request body is larger than the limit of {limit} bytes."
+    )
+
+
+ROUTER_BUG = RouterError(500, "router_error", "The memory router failed to handle the request.")
+UPSTREAM_UNREACHABLE = RouterError(
+    502, "upstream_unreachable", "The memory router could not reach the LiteLLM proxy."
+)
+UPSTREAM_BUSY = RouterError(
+    503, "upstream_busy", "The memory router has no free connection to the LiteLLM proxy."
+)
+UPSTREAM_TIMEOUT = RouterError(504, "upstream_timeout", "The LiteLLM proxy did not answer in time.")

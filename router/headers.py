@@ -1,0 +1,134 @@
+"""Pure header rewriting: what goes upstream to LiteLLM and what comes back.
+
+Headers are ASGI-style lists of ``(name, value)`` byte pairs with lower-case
+names. Nothing here mutates its input.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+
+RawHeaders = Sequence[tuple[bytes, bytes]]
+
+SM_USER_ID = "x-sm-user-id"
+SM_API_KEY = "x-supermemory-api-key"
+LITELLM_END_USER = "x-litellm-end-user-id"
+REQUEST_ID = "x-request-id"
+
+# Connection-scoped headers (RFC 9110 7.6.1) plus the ones the proxy recomputes.
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"expect",
+    }
+)
+_NOT_UPSTREAM = _HOP_BY_HOP | {b"host", b"content-length"}
+_NOT_DOWNSTREAM = _HOP_BY_HOP | {REQUEST_ID.encode()}
+_SM_PREFIX = b"x-supermemory-"
+_SM_USER = SM_USER_ID.encode()
+_REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+
+def _connection_tokens(headers: RawHeaders) -> frozenset[bytes]:
+    """Header names listed in ``Connection``, which are hop-by-hop too."""
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b","))
+    return frozenset(tokens)
+
+
+def upstream_headers(
+    headers: RawHeaders,
+    *,
+    custom_header: bytes,
+    inject: Sequence[tuple[bytes, bytes]],
+) -> list[tuple[bytes, bytes]]:
+    """Headers to send to LiteLLM.
+
+    Drops hop-by-hop headers, Host and Content-Length (the client recomputes
+    them), the custom id header, and every memory header the client sent
+    itself (``x-sm-user-id``, ``x-supermemory-*``), then appends ``inject``.
+    """
+    drop = _NOT_UPSTREAM
+    if any(name == b"connection" for name, _ in headers):
+        drop = drop | _connection_tokens(headers)
+    out = [
+        (name, value)
+        for name, value in headers
+        if name not in drop
+        and name != custom_header
+        and name != _SM_USER
+        and not name.startswith(_SM_PREFIX)
+    ]
+    out.extend(inject)
+    return out
+
+
+def downstream_headers(
+    headers: Iterable[tuple[bytes, bytes]], *, request_id: bytes
+) -> list[tuple[bytes, bytes]]:
+    """Headers to return to the client: upstream's, less hop-by-hop ones and any
+    echo of the Supermemory key header, plus our request id."""
+    out = [
+        (name, value)
+        for name, value in headers
+        if name not in _NOT_DOWNSTREAM and not name.endswith(SM_API_KEY.encode())
+    ]
+    out.append((REQUEST_ID.encode(), request_id))
+    return out
+
+
+def memory_headers(
+    user_id: str, supermemory_key: str | None, *, litellm_end_user: bool = False
+) -> list[tuple[bytes, bytes]]:
+    """The headers the router adds. ``user_id`` must already be a valid id."""
+    out = [(SM_USER_ID.encode(), user_id.encode())]
+    if supermemory_key:
+        out.append((SM_API_KEY.encode(), supermemory_key.encode()))
+    if litellm_end_user:
+        out.append((LITELLM_END_USER.encode(), user_id.encode()))
+    return out
+
+
+def request_id_from(value: bytes | None) -> bytes:
+    """Keep a well-formed incoming request id; otherwise make a new one."""
+    if value is not None and _REQUEST_ID_RE.fullmatch(value):
+        return value
+    return secrets.token_hex(8).encode()
+
+
+def lower_keys(headers: Mapping[str, str]) -> dict[str, str]:
+    """A copy of ``headers`` with lower-case names."""
+    return {str(k).lower(): v for k, v in headers.items()}
+
+
+def inject_memory_headers(
+    headers: Mapping[str, str],
+    *,
+    user_id: str,
+    supermemory_key: str | None,
+    custom_header: str,
+) -> dict[str, str]:
+    """The seed's integration API: a new header dict ready to forward.
+
+    Client-sent memory headers and the custom header are removed; the decided
+    id (and the key, when given) are set.
+    """
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    rewritten = upstream_headers(
+        raw,
+        custom_header=custom_header.lower().encode("latin-1"),
+        inject=memory_headers(user_id, supermemory_key),
+    )
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in rewritten}

@@ -1,0 +1,396 @@
+"""Forward one request to LiteLLM and stream the answer back, chunk by chunk.
+
+This is the hot path. It is a plain ASGI callable (no framework routing or
+middleware), does one pass over the request headers, reads the body up to a
+limit, makes one upstream request on a shared ``httpx.AsyncClient`` and relays
+the upstream response bytes as they arrive. A watcher notices a client that
+hangs up and cancels the upstream call at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from time import perf_counter
+from typing import Any
+
+import httpx
+
+from router.errors import (
+    ROUTER_BUG,
+    UPSTREAM_BUSY,
+    UPSTREAM_TIMEOUT,
+    UPSTREAM_UNREACHABLE,
+    ApiFormat,
+    RouterError,
+    api_format,
+    invalid_user_id,
+    request_too_large,
+)
+from router.headers import (
+    downstream_headers,
+    memory_headers,
+    request_id_from,
+    upstream_headers,
+)
+from router.memory_router import MemoryRouter
+from router.metrics import CLIENT_CLOSED, INVALID, Metrics, method_label, route_label
+from router.rules import Decision, InvalidCustomHeader
+from router.settings import Settings
+from router.usage import UsageTap, tap_for
+
+Scope = dict[str, Any]
+Receive = Any
+Send = Any
+
+_MODEL_KEY = b'"model"'
+_MODEL_VALUE = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def find_model(body: bytes) -> str | None:
+    """The request's ``model``, found without parsing the whole JSON body."""
+    start = body.find(_MODEL_KEY)
+    while start >= 0:
+        match = _MODEL_VALUE.match(body, start)
+        if match:
+            return match.group(1).decode("utf-8", "replace")
+        start = body.find(_MODEL_KEY, start + 1)
+    return None
+
+
+def _error_kind(exc: Exception) -> tuple[str, RouterError]:
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "connect_timeout", UPSTREAM_TIMEOUT
+    if isinstance(exc, httpx.PoolTimeout):
+        return "pool_timeout", UPSTREAM_BUSY
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout", UPSTREAM_TIMEOUT
+    if isinstance(exc, httpx.ConnectError):
+        return "connect", UPSTREAM_UNREACHABLE
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "protocol", UPSTREAM_UNREACHABLE
+    return "reset", UPSTREAM_UNREACHABLE
+
+
+class _Disconnect:
+    """Set by the watcher when the client hangs up."""
+
+    __slots__ = ("finishing", "fired")
+
+    def __init__(self) -> None:
+        self.fired = False
+        self.finishing = False
+
+
+async def _watch_disconnect(receive: Receive, task: asyncio.Task[Any], state: _Disconnect) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+    if not state.finishing:
+        state.fired = True
+        task.cancel()
+
+
+class Proxy:
+    """The ASGI app that forwards every non-control request to LiteLLM."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        router: MemoryRouter,
+        metrics: Metrics,
+        client: httpx.AsyncClient,
+        logger: logging.Logger,
+    ) -> None:
+        self._base = settings.litellm_url
+        self._max_body = settings.max_body_bytes
+        self._key = settings.supermemory_key
+        self._end_user = settings.litellm_end_user_header
+        self._router = router
+        self._metrics = metrics
+        self._client = client
+        self._log = logger
+        self._timeout = httpx.Timeout(
+            connect=settings.connect_timeout,
+            read=settings.read_timeout,
+            write=settings.write_timeout,
+            pool=settings.pool_timeout,
+        ).as_dict()
+        self._injected_names = ",".join(
+            name.decode()
+            for name, _ in memory_headers("x", self._key, litellm_end_user=self._end_user)
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = perf_counter()
+        path: str = scope["path"]
+        fmt = api_format(path)
+        route = route_label(path)
+        method = method_label(scope["method"])
+        metrics = self._metrics
+        rules = self._router.rules
+        wanted = rules.header_names
+        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+
+        # One pass over the headers: what the rules read, the request id, the length.
+        lookup: dict[str, str] = {}
+        request_id_raw: bytes | None = None
+        content_length: bytes | None = None
+        all_headers = self._router.needs_all_headers
+        for name, value in raw_headers:
+            if name == b"x-request-id":
+                request_id_raw = value
+            elif name == b"content-length":
+                content_length = value
+            key = name.decode("latin-1")
+            if all_headers or key in wanted:
+                text = value.decode("latin-1")
+                lookup[key] = f"{lookup[key]}, {text}" if key in lookup else text
+        request_id = request_id_from(request_id_raw)
+
+        try:
+            decision = self._router.decide_lower(lookup)
+        except InvalidCustomHeader as exc:
+            metrics.rejected.labels("invalid_user_id").inc()
+            metrics.requests.labels(INVALID, route, method, "400").inc()
+            self._log.warning("%s rejected: %s", request_id.decode(), exc)
+            await _reply(send, invalid_user_id(exc.header, exc.problem), fmt, request_id)
+            return
+        except Exception:
+            self._log.exception("%s routing failed", request_id.decode())
+            metrics.requests.labels(INVALID, route, method, "500").inc()
+            await _reply(send, ROUTER_BUG, fmt, request_id)
+            return
+
+        user = metrics.user_label(decision.user_id)
+        metrics.decisions.labels(user, decision.source).inc()
+
+        if (
+            content_length is not None
+            and content_length.isdigit()
+            and int(content_length) > self._max_body
+        ):
+            await self._refuse_large(send, fmt, request_id, user, route, method, start)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                metrics.requests.labels(user, route, method, CLIENT_CLOSED).inc()
+                return
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > self._max_body:
+                    await self._refuse_large(send, fmt, request_id, user, route, method, start)
+                    return
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        model = find_model(body) if body else None
+
+        if self._log.isEnabledFor(logging.INFO):
+            self._log.info(
+                "%s routing model=%s user_id=%s source=%s rule=%s injected=%s",
+                request_id.decode(),
+                model or "-",
+                decision.user_id,
+                decision.source,
+                decision.reason,
+                self._injected_names,
+            )
+
+        metrics.in_flight.labels(user).inc()
+        state = _Disconnect()
+        task = asyncio.current_task()
+        assert task is not None
+        watcher = asyncio.create_task(_watch_disconnect(receive, task, state))
+        status = "500"
+        try:
+            status = await self._forward(
+                scope,
+                send,
+                rules.custom_header.encode("latin-1"),
+                raw_headers,
+                body,
+                decision,
+                request_id,
+                fmt,
+                user,
+                route,
+                model,
+                start,
+                state,
+            )
+        except asyncio.CancelledError:
+            if not state.fired:
+                raise
+            task.uncancel()
+            status = CLIENT_CLOSED
+            self._log.info("%s client went away; upstream closed", request_id.decode())
+        finally:
+            watcher.cancel()
+            metrics.in_flight.labels(user).dec()
+            metrics.requests.labels(user, route, method, status).inc()
+            metrics.duration.labels(user, route).observe(perf_counter() - start)
+
+    async def _forward(
+        self,
+        scope: Scope,
+        send: Send,
+        custom_header: bytes,
+        raw_headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        decision: Decision,
+        request_id: bytes,
+        fmt: ApiFormat,
+        user: str,
+        route: str,
+        model: str | None,
+        start: float,
+        state: _Disconnect,
+    ) -> str:
+        """Send upstream and relay the answer. Returns the status to record."""
+        metrics = self._metrics
+        inject = memory_headers(decision.user_id, self._key, litellm_end_user=self._end_user)
+        inject.append((b"x-request-id", request_id))
+        headers = upstream_headers(raw_headers, custom_header=custom_header, inject=inject)
+        target = scope.get("raw_path") or scope["path"].encode()
+        query = scope.get("query_string")
+        url = self._base + target.decode("latin-1")
+        if query:
+            url += "?" + query.decode("latin-1")
+        request = httpx.Request(
+            scope["method"],
+            url,
+            headers=headers,
+            content=body,
+            extensions={"timeout": self._timeout},
+        )
+        metrics.overhead.observe(perf_counter() - start)
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.TransportError as exc:
+            kind, error = _error_kind(exc)
+            metrics.upstream_errors.labels(user, kind).inc()
+            self._log.warning(
+                "%s upstream %s error: %s", request_id.decode(), kind, type(exc).__name__
+            )
+            state.finishing = True
+            await _reply(send, error, fmt, request_id)
+            return str(error.status)
+
+        try:
+            content_type: bytes | None = None
+            content_encoding: bytes | None = None
+            has_length = False
+            out_headers: list[tuple[bytes, bytes]] = []
+            for name, value in response.headers.raw:
+                lname = name.lower()
+                if lname == b"content-type":
+                    content_type = value
+                elif lname == b"content-encoding":
+                    content_encoding = value
+                elif lname == b"content-length":
+                    has_length = True
+                out_headers.append((lname, value))
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": downstream_headers(out_headers, request_id=request_id),
+                }
+            )
+            tap: UsageTap | None = tap_for(content_type, content_encoding)
+            first = True
+            try:
+                async for chunk in response.aiter_raw():
+                    if first:
+                        first = False
+                        metrics.ttfb.labels(user, route).observe(perf_counter() - start)
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    if tap is not None:
+                        tap.feed(chunk)
+            except httpx.TransportError as exc:
+                kind, _ = _error_kind(exc)
+                metrics.upstream_errors.labels(user, kind).inc()
+                self._log.warning(
+                    "%s upstream %s error mid-response: %s",
+                    request_id.decode(),
+                    kind,
+                    type(exc).__name__,
+                )
+                state.finishing = True
+                await _end_broken_stream(send, content_type, fmt, has_length)
+                return str(response.status_code)
+            if first:
+                metrics.ttfb.labels(user, route).observe(perf_counter() - start)
+            state.finishing = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if tap is not None:
+                usage = tap.finish()
+                if usage.seen:
+                    metrics.record_tokens(
+                        user, model or usage.model, usage.prompt, usage.completion
+                    )
+            return str(response.status_code)
+        finally:
+            await response.aclose()
+
+    async def _refuse_large(
+        self,
+        send: Send,
+        fmt: ApiFormat,
+        request_id: bytes,
+        user: str,
+        route: str,
+        method: str,
+        start: float,
+    ) -> None:
+        self._metrics.rejected.labels("body_too_large").inc()
+        self._metrics.requests.labels(user, route, method, "413").inc()
+        self._metrics.duration.labels(user, route).observe(perf_counter() - start)
+        await _reply(send, request_too_large(self._max_body), fmt, request_id)
+
+
+async def _reply(send: Send, error: RouterError, fmt: ApiFormat, request_id: bytes) -> None:
+    body = error.body(fmt)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.status,
+            "headers": [
+                *_JSON_HEADERS,
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _end_broken_stream(
+    send: Send, content_type: bytes | None, fmt: ApiFormat, has_length: bool
+) -> None:
+    """End a response whose upstream broke part-way.
+
+    An event stream gets a final error event in its API's format, then a clean
+    end, so SDKs raise instead of hanging. A body with a promised length is left
+    unfinished, so the server drops the connection and the client sees it cut.
+    """
+    if has_length:
+        return
+    if content_type is not None and content_type.lower().startswith(b"text/event-stream"):
+        error = UPSTREAM_UNREACHABLE.body(fmt)
+        if fmt == "anthropic":
+            event = b"event: error\ndata: " + error + b"\n\n"
+        else:
+            event = b"data: " + error + b"\n\n"
+        await send({"type": "http.response.body", "body": event, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -1,0 +1,37 @@
+"""The uvicorn server settings the router runs with, shared by the CLI and tests."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import uvicorn
+
+from router.settings import Settings
+
+
+def server_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Config:
+    """uvicorn config for the router.
+
+    One worker (prometheus-client counters live in the process). No Server or
+    Date header of its own: upstream's pass through unchanged.
+    """
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "log_level": settings.log_level_number,
+        "access_log": False,
+        "server_header": False,
+        "date_header": False,
+        "lifespan": "on",
+    }
+    options.update(overrides)
+    return uvicorn.Config(app, **options)
+
+
+def run(app: Any, settings: Settings, sockets: list[socket.socket] | None = None) -> bool:
+    """Serve until stopped. Returns whether the server started."""
+    server = uvicorn.Server(server_config(app, settings))
+    server.run(sockets=sockets)
+    return bool(server.started)

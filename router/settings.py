@@ -1,0 +1,113 @@
+"""Process settings: one pydantic-settings class, read from flags, env and ``.env``.
+
+Precedence: command-line flags (passed as init arguments) > environment > ``.env``
+> defaults. Nothing is read at import time: call ``load_settings``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MEMORY_ROUTER_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=1, le=65535)
+    litellm_url: str = Field(
+        "http://localhost:4000", validation_alias=_env("LITELLM_URL", "MEMORY_ROUTER_LITELLM_URL")
+    )
+    config: Path | None = Field(
+        None, validation_alias=_env("MEMORY_ROUTER_CONFIG", "MEMORY_ROUTER_CONFIG_PATH")
+    )
+    log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL", "MEMORY_ROUTER_LOG_LEVEL"))
+    supermemory_api_key: SecretStr | None = Field(
+        None, validation_alias=_env("SUPERMEMORY_API_KEY", "MEMORY_ROUTER_SUPERMEMORY_API_KEY")
+    )
+
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1)
+    connect_timeout: float = Field(5.0, gt=0)
+    read_timeout: float = Field(600.0, gt=0)
+    write_timeout: float = Field(60.0, gt=0)
+    pool_timeout: float = Field(10.0, gt=0)
+    max_connections: int = Field(512, ge=1)
+    max_keepalive_connections: int = Field(128, ge=0)
+    keepalive_expiry: float = Field(30.0, ge=0)
+    max_user_id_labels: int = Field(100, ge=1)
+    litellm_end_user_header: bool = False
+
+    @field_validator("litellm_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")) or value[-3:] == "://":
+            raise ValueError("must be an http:// or https:// URL, e.g. http://localhost:4000")
+        if "?" in value or "#" in value:
+            raise ValueError("must not contain a query or fragment")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @field_validator("supermemory_api_key")
+    @classmethod
+    def _check_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        raw = value.get_secret_value().strip()
+        if not raw:
+            return None
+        # The key goes into a header: refuse anything that could break one.
+        if any(not (0x21 <= ord(c) <= 0x7E) for c in raw):
+            raise ValueError("contains whitespace, control or non-ASCII characters")
+        return SecretStr(raw)
+
+    @property
+    def supermemory_key(self) -> str | None:
+        return self.supermemory_api_key.get_secret_value() if self.supermemory_api_key else None
+
+    @property
+    def log_level_number(self) -> int:
+        return int(logging.getLevelName(self.log_level))
+
+
+class SettingsError(Exception):
+    """Settings are invalid; the message names each bad setting (never its value)."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment, with ``overrides`` (CLI flags) winning.
+
+    ``None`` overrides are ignored, so unset flags fall through to env and defaults.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error.get("loc", ())) or "settings"
+            problems.append(f"{where}: {error.get('msg', 'invalid')}".replace("Value error, ", ""))
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None

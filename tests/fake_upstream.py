@@ -1,0 +1,282 @@
+"""A fake LiteLLM for proxy tests: records exactly what it received and answers
+in OpenAI or Anthropic format, plain or streamed, as the request asks.
+
+Test knobs travel as request headers (the router forwards them untouched):
+- ``x-test-status: N``       answer with status N and an error body
+- ``x-test-chunks: N``       stream N content chunks (default 3)
+- ``x-test-gap-ms: N``       wait N ms between streamed chunks (default 0)
+- ``x-test-set-cookie: v``   add ``Set-Cookie: v``
+- ``x-test-hang: 1``         accept the request and never answer (until the client leaves)
+- ``x-test-break-after: N``  stream N chunks, then drop the connection
+- ``x-test-hold: 1``         stream one chunk, then hold the stream open until the client leaves
+- ``x-test-echo-headers: 1`` put the received headers in the JSON answer
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    query: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header_values(self, name: str) -> list[str]:
+        return [v for k, v in self.headers if k == name.lower()]
+
+    def header(self, name: str) -> str | None:
+        values = self.header_values(name)
+        assert len(values) <= 1, f"{name} appears {len(values)} times"
+        return values[0] if values else None
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class FakeUpstream:
+    requests: list[Received] = field(default_factory=list)
+    disconnects: list[float] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    disconnected: threading.Event = field(default_factory=threading.Event)
+
+    def last(self) -> Received:
+        with self.lock:
+            return self.requests[-1]
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests.clear()
+            self.disconnects.clear()
+            self.disconnected.clear()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        got = Received(
+            scope["method"], scope["path"], scope["query_string"].decode(), headers, body
+        )
+        with self.lock:
+            self.requests.append(got)
+        knobs = {k: v for k, v in headers if k.startswith("x-test-")}
+        anthropic = scope["path"].startswith("/v1/messages")
+        try:
+            payload = json.loads(body) if body else {}
+        except ValueError:
+            payload = {}
+        stream = isinstance(payload, dict) and payload.get("stream") is True
+
+        if "x-test-hang" in knobs:
+            await self._until_disconnect(receive)
+            return
+        status = int(knobs.get("x-test-status", "200"))
+        extra: list[tuple[bytes, bytes]] = [(b"x-upstream", b"fake")]
+        if "x-test-set-cookie" in knobs:
+            extra.append((b"set-cookie", knobs["x-test-set-cookie"].encode()))
+        if status != 200:
+            err = {
+                "error": {"message": f"upstream says {status}", "type": "upstream", "code": status}
+            }
+            await _send_json(send, status, err, extra)
+            return
+        if scope["path"] in ("/v1/models", "/models"):
+            await _send_json(send, 200, {"object": "list", "data": [{"id": "fake-model"}]}, extra)
+            return
+        model = payload.get("model", "fake-model") if isinstance(payload, dict) else "fake-model"
+        if not stream:
+            answer = _anthropic_message(model) if anthropic else _openai_completion(model)
+            if "x-test-echo-headers" in knobs:
+                answer["received_headers"] = headers
+            await _send_json(send, 200, answer, extra)
+            return
+
+        chunks = int(knobs.get("x-test-chunks", "3"))
+        gap = int(knobs.get("x-test-gap-ms", "0")) / 1000
+        events = _anthropic_events(model, chunks) if anthropic else _openai_events(model, chunks)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream"), *extra],
+            }
+        )
+        if "x-test-hold" in knobs:
+            await send({"type": "http.response.body", "body": events[0], "more_body": True})
+            await self._until_disconnect(receive)
+            return
+        break_after = int(knobs["x-test-break-after"]) if "x-test-break-after" in knobs else None
+        for i, event in enumerate(events):
+            if break_after is not None and i == break_after:
+                raise ConnectionResetError("fake upstream drops the stream on purpose")
+            if i and gap:
+                await asyncio.sleep(gap)
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _until_disconnect(self, receive: Any) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        with self.lock:
+            self.disconnects.append(time.monotonic())
+        self.disconnected.set()
+
+
+async def _send_json(
+    send: Any, status: int, payload: Any, extra: list[tuple[bytes, bytes]]
+) -> None:
+    body = json.dumps(payload).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *extra,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _openai_completion(model: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "hello from fake"},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+    }
+
+
+def _anthropic_message(model: str) -> dict[str, Any]:
+    return {
+        "id": "msg_fake",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": "hello from fake"}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 13, "output_tokens": 5},
+    }
+
+
+def _sse(data: Any, event: str | None = None) -> bytes:
+    prefix = f"event: {event}\n" if event else ""
+    return f"{prefix}data: {json.dumps(data)}\n\n".encode()
+
+
+def _openai_events(model: str, chunks: int) -> list[bytes]:
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+
+    events = [_sse(chunk({"role": "assistant", "content": "part0 "}))]
+    events += [_sse(chunk({"content": f"part{i} "})) for i in range(1, chunks)]
+    events.append(_sse(chunk({}, "stop")))
+    events.append(
+        _sse(
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": model,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": 21,
+                    "completion_tokens": chunks,
+                    "total_tokens": 21 + chunks,
+                },
+            }
+        )
+    )
+    events.append(b"data: [DONE]\n\n")
+    return events
+
+
+def _anthropic_events(model: str, chunks: int) -> list[bytes]:
+    events = [
+        _sse(
+            {
+                "type": "message_start",
+                "message": {
+                    "id": "msg_fake",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": 17, "output_tokens": 1},
+                },
+            },
+            "message_start",
+        ),
+        _sse(
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+            "content_block_start",
+        ),
+    ]
+    events += [
+        _sse(
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": f"part{i} "},
+            },
+            "content_block_delta",
+        )
+        for i in range(chunks)
+    ]
+    events.append(_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
+    events.append(
+        _sse(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": 3 + chunks},
+            },
+            "message_delta",
+        )
+    )
+    events.append(_sse({"type": "message_stop"}, "message_stop"))
+    return events

@@ -32,7 +32,7 @@ _HOP_BY_HOP = frozenset(
         b"expect",
     }
 )
-_NOT_UPSTREAM = _HOP_BY_HOP | {b"host", b"content-length"}
+_NOT_UPSTREAM = _HOP_BY_HOP | {b"host", b"content-length", REQUEST_ID.encode()}
 _NOT_DOWNSTREAM = _HOP_BY_HOP | {REQUEST_ID.encode()}
 _SM_PREFIX = b"x-supermemory-"
 _SM_USER = SM_USER_ID.encode()
@@ -56,9 +56,10 @@ def upstream_headers(
 ) -> list[tuple[bytes, bytes]]:
     """Headers to send to LiteLLM.
 
-    Drops hop-by-hop headers, Host and Content-Length (the client recomputes
-    them), the custom id header, and every memory header the client sent
-    itself (``x-sm-user-id``, ``x-supermemory-*``), then appends ``inject``.
+    Drops hop-by-hop headers, Host and Content-Length (the HTTP client
+    recomputes them), ``x-request-id`` (the router sends its own), the custom id
+    header, and every memory header the client sent itself (``x-sm-user-id``,
+    ``x-supermemory-*``), then appends ``inject``.
     """
     drop = _NOT_UPSTREAM
     if any(name == b"connection" for name, _ in headers):

@@ -237,8 +237,9 @@ class Proxy:
         finally:
             watcher.cancel()
             metrics.in_flight.labels(user).dec()
-            metrics.requests.labels(user, route, method, status).inc()
             metrics.duration.labels(user, route).observe(perf_counter() - start)
+            # Last, so that a request counted here has all its other samples recorded.
+            metrics.requests.labels(user, route, method, status).inc()
 
     async def _forward(
         self,

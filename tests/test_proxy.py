@@ -1,0 +1,580 @@
+"""The proxy on a real uvicorn server against a fake LiteLLM that records what it got."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+from router.app import RouterApp
+from tests.conftest import SM_KEY, RouterFactory
+from tests.fake_upstream import FakeUpstream
+from tests.servers import wait_for
+
+JAVA_UA = "OpenAIClientImpl/Java unknown"
+CHAT = {"model": "claude-sonnet-4.5", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+def client() -> httpx.Client:
+    with httpx.Client(timeout=10) as c:
+        yield c
+
+
+def test_injects_decided_id_and_key(
+    router_app: tuple[RouterApp, str], upstream: FakeUpstream, client: httpx.Client
+) -> None:
+    _, url = router_app
+    r = client.post(
+        f"{url}/v1/chat/completions?trace=1&x=%2F",
+        json=CHAT,
+        headers={"User-Agent": JAVA_UA, "Authorization": "Bearer sk-litellm"},
+    )
+    assert r.status_code == 200
+    assert r.json()["choices"][0]["message"]["content"] == "hello from fake"
+    got = upstream.last()
+    assert (got.method, got.path, got.query) == ("POST", "/v1/chat/completions", "trace=1&x=%2F")
+    assert got.header("x-sm-user-id") == "pycharm-ai-chat"
+    assert got.header("x-supermemory-api-key") == SM_KEY
+    assert got.header("authorization") == "Bearer sk-litellm"
+    assert got.header("user-agent") == JAVA_UA
+    assert got.json() == CHAT
+    assert got.header("content-length") == str(len(got.body))
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"x-memory-user-id": "my-project"}, "my-project"),
+        ({"User-Agent": "curl/7.68.0"}, "default-dev"),
+        ({"User-Agent": "claude-cli/2.0.14 (external, cli)"}, "claude-code-cli"),
+        ({"User-Agent": "AsyncAnthropic/Python 0.69.0"}, "claude-code"),
+    ],
+)
+def test_decisions_reach_upstream(
+    router_app: tuple[RouterApp, str],
+    upstream: FakeUpstream,
+    client: httpx.Client,
+    headers: dict[str, str],
+    expected: str,
+) -> None:
+    _, url = router_app
+    assert client.post(f"{url}/v1/chat/completions", json=CHAT, headers=headers).status_code == 200
+    got = upstream.last()
+    assert got.header("x-sm-user-id") == expected
+    assert got.header("x-memory-user-id") is None
+
+
+def test_spoofed_memory_headers_are_replaced(
+    router_app: tuple[RouterApp, str], upstream: FakeUpstream, client: httpx.Client
+) -> None:
+    _, url = router_app
+    client.post(
+        f"{url}/v1/chat/completions",
+        json=CHAT,
+        headers=[
+            ("x-sm-user-id", "someone-else"),
+            ("X-SM-User-Id", "another"),
+            ("x-supermemory-api-key", "sm_attacker"),
+            ("x-supermemory-extra", "1"),
+            ("user-agent", JAVA_UA),
+        ],
+    )
+    got = upstream.last()
+    assert got.header_values("x-sm-user-id") == ["pycharm-ai-chat"]
+    assert got.header_values("x-supermemory-api-key") == [SM_KEY]
+    assert got.header("x-supermemory-extra") is None
+
+
+def test_no_key_configured_sends_no_key_header(
+    start_router: RouterFactory, upstream: FakeUpstream, client: httpx.Client
+) -> None:
+    _, url = start_router(supermemory_api_key=None)
+    client.post(f"{url}/v1/chat/completions", json=CHAT)
+    got = upstream.last()
+    assert got.header("x-sm-user-id") == "default-dev"
+    assert got.header("x-supermemory-api-key") is None
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/chat/completions"),
+        ("POST", "/v1/completions"),
+        ("POST", "/v1/embeddings"),
+        ("GET", "/v1/models"),
+        ("POST", "/v1/messages"),
+        ("POST", "/v1/responses"),
+        ("DELETE", "/v1/responses/resp_123"),
+        ("GET", "/health/liveliness"),
+    ],
+)
+def test_every_other_path_is_forwarded(
+    router_app: tuple[RouterApp, str],
+    upstream: FakeUpstream,
+    client: httpx.Client,
+    method: str,
+    path: str,
+) -> None:
+    _, url = router_app
+    body = json.dumps(CHAT).encode() if method == "POST" else None
+    r = client.request(method, url + path, content=body)
+    assert r.status_code == 200
+    got = upstream.last()
+    assert (got.method, got.path) == (method, path)
+    assert got.header("x-sm-user-id") == "default-dev"
+
+
+def test_hop_by_hop_and_host_are_not_forwarded(
+    router_app: tuple[RouterApp, str], upstream: FakeUpstream, upstream_url: str
+) -> None:
+    _, url = router_app
+    port = int(url.rsplit(":", 1)[1])
+    body = json.dumps(CHAT).encode()
+    raw = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: router.example\r\n"
+        b"Connection: keep-alive, x-private\r\nX-Private: secret\r\nKeep-Alive: timeout=5\r\n"
+        b"Proxy-Authorization: Basic abc\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(raw)
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+    got = upstream.last()
+    names = {k for k, _ in got.headers}
+    assert not names & {"x-private", "keep-alive", "proxy-authorization"}
+    assert got.header("host") == upstream_url.removeprefix("http://")
+
+
+def test_upstream_answers_pass_through_unchanged(
+    router_app: tuple[RouterApp, str], upstream: FakeUpstream, client: httpx.Client
+) -> None:
+    _, url = router_app
+    for status in (400, 401, 404, 429, 500, 503):
+        r = client.post(
+            f"{url}/v1/chat/completions", json=CHAT, headers={"x-test-status": str(status)}
+        )
+        assert r.status_code == status
+        assert r.json() == {
+            "error": {"message": f"upstream says {status}", "type": "upstream", "code": status}
+        }
+        assert r.headers["x-upstream"] == "fake"
+
+
+def test_invalid_custom_header_is_400_and_not_forwarded(
+    router_app: tuple[RouterApp, str], upstream: FakeUpstream, client: httpx.Client
+) -> None:
+    _, url = router_app
+    for value in ["", "has space", "x" * 101, "ä"]:
+        r = client.post(
+            f"{url}/v1/chat/completions",
+            json=CHAT,
+            headers={"x-memory-user-id": value.encode("utf-8"), "User-Agent": JAVA_UA},
+        )
+        assert r.status_code == 400
+        error = r.json()["error"]
+        assert error["code"] == "invalid_user_id" and error["type"] == "invalid_request_error"
+        assert "x-memory-user-id" in error["message"] and "A-Z a-z 0-9 _ : -" in error["message"]
+    r = client.post(f"{url}/v1/messages", json=CHAT, headers={"x-memory-user-id": "bad id"})
+    assert r.status_code == 400
+    assert r.json()["type"] == "error"
+    assert r.json()["error"]["type"] == "invalid_request_error"
+    assert upstream.requests == []
+
+
+def test_oversized_body_is_413_and_not_forwarded(
+    start_router: RouterFactory, upstream: FakeUpstream, client: httpx.Client
+) -> None:
+    _, url = start_router(max_body_bytes=1000)
+    r = client.post(f"{url}/v1/chat/completions", content=b"x" * 1001)
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "request_too_large"
+
+    def chunks():  # no Content-Length: the limit holds while reading
+        for _ in range(20):
+            yield b"y" * 100
+
+    r = client.post(f"{url}/v1/messages", content=chunks())
+    assert r.status_code == 413
+    assert r.json()["error"]["type"] == "request_too_large"
+    r = client.post(f"{url}/v1/chat/completions", content=b"z" * 1000)
+    assert r.status_code == 200
+    assert [len(req.body) for req in upstream.requests] == [1000]
+
+
+def test_body_that_is_not_json_is_forwarded_untouched(
+    router_app: tuple[RouterApp, str], upstream: FakeUpstream, client: httpx.Client
+) -> None:
+    _, url = router_app
+    blob = bytes(range(256)) * 4
+    r = client.post(
+        f"{url}/v1/audio/transcriptions", content=blob, headers={"content-type": "audio/wav"}
+    )
+    assert r.status_code == 200
+    assert upstream.last().body == blob
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_upstream_is_502(start_router: RouterFactory, client: httpx.Client) -> None:
+    app, url = start_router(litellm_url=f"http://127.0.0.1:{_free_port()}")
+    r = client.post(f"{url}/v1/chat/completions", json=CHAT)
+    assert r.status_code == 502
+    error = r.json()["error"]
+    assert error == {
+        "message": "The memory router could not reach the LiteLLM proxy.",
+        "type": "server_error",
+        "param": None,
+        "code": "upstream_unreachable",
+    }
+    assert "127.0.0.1" not in r.text
+    r = client.post(f"{url}/v1/messages", json=CHAT)
+    assert r.status_code == 502 and r.json()["type"] == "error"
+    assert r.json()["error"]["type"] == "api_error"
+    assert (
+        app.metrics.registry.get_sample_value(
+            "memory_router_upstream_errors_total", {"user_id": "default-dev", "kind": "connect"}
+        )
+        == 2
+    )
+
+
+def test_slow_upstream_is_504_and_connection_released(
+    start_router: RouterFactory, upstream: FakeUpstream, client: httpx.Client
+) -> None:
+    app, url = start_router(read_timeout=0.3)
+    r = client.post(f"{url}/v1/chat/completions", json=CHAT, headers={"x-test-hang": "1"})
+    assert r.status_code == 504
+    assert r.json()["error"]["code"] == "upstream_timeout"
+    assert upstream.disconnected.wait(5), "the router must drop the upstream request"
+    assert (
+        app.metrics.registry.get_sample_value(
+            "memory_router_upstream_errors_total", {"user_id": "default-dev", "kind": "timeout"}
+        )
+        == 1
+    )
+
+
+def test_request_id_is_kept_or_generated(
+    router_app: tuple[RouterApp, str], upstream: FakeUpstream, client: httpx.Client
+) -> None:
+    _, url = router_app
+    r = client.post(f"{url}/v1/chat/completions", json=CHAT, headers={"x-request-id": "req-42"})
+    assert r.headers["x-request-id"] == "req-42"
+    assert upstream.last().header("x-request-id") == "req-42"
+    r = client.post(f"{url}/v1/chat/completions", json=CHAT)
+    generated = r.headers["x-request-id"]
+    assert len(generated) == 16
+    assert upstream.last().header("x-request-id") == generated
+    r = client.post(f"{url}/v1/chat/completions", json=CHAT, headers={"x-request-id": "bad id!"})
+    assert r.headers["x-request-id"] != "bad id!"
+
+
+def test_no_cookies_carried_between_callers(
+    router_app: tuple[RouterApp, str], upstream: FakeUpstream
+) -> None:
+    _, url = router_app
+    with httpx.Client() as alice:
+        alice.post(
+            f"{url}/v1/chat/completions", json=CHAT, headers={"x-test-set-cookie": "session=alice"}
+        )
+    with httpx.Client() as bob:
+        bob.post(f"{url}/v1/chat/completions", json=CHAT)
+    assert upstream.last().header("cookie") is None
+
+
+def test_no_default_client_headers_added(
+    router_app: tuple[RouterApp, str], upstream: FakeUpstream
+) -> None:
+    _, url = router_app
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+    names = {k for k, _ in upstream.last().headers}
+    assert names == {"host", "x-sm-user-id", "x-supermemory-api-key", "x-request-id"}
+
+
+# -- streaming ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+def test_stream_arrives_chunk_by_chunk(
+    router_app: tuple[RouterApp, str], upstream: FakeUpstream, path: str
+) -> None:
+    """Each upstream event reaches the client on its own, as it is produced."""
+    _, url = router_app
+    gap_ms = 150
+    arrivals: list[tuple[float, bytes]] = []
+    with (
+        httpx.Client(timeout=10) as c,
+        c.stream(
+            "POST",
+            url + path,
+            json={**CHAT, "stream": True},
+            headers={"x-test-chunks": "4", "x-test-gap-ms": str(gap_ms)},
+        ) as r,
+    ):
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for chunk in r.iter_raw():
+            arrivals.append((time.monotonic(), chunk))
+    events = b"".join(c for _, c in arrivals).count(b"\n\n")
+    # never merged: each event arrived in its own read
+    assert len(arrivals) >= events - 1 >= 5
+    times = [t for t, _ in arrivals]
+    # the first bytes arrived long before the end: nothing was held back
+    assert times[-1] - times[0] >= (events - 2) * gap_ms / 1000 * 0.8
+    # and the gaps the model made are preserved one by one
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert sum(g >= gap_ms / 1000 * 0.5 for g in gaps) >= events - 3
+
+
+def test_client_disconnect_closes_upstream_promptly(
+    router_app: tuple[RouterApp, str], upstream: FakeUpstream
+) -> None:
+    app, url = router_app
+    with (
+        httpx.Client(timeout=10) as c,
+        c.stream(
+            "POST",
+            f"{url}/v1/chat/completions",
+            json={**CHAT, "stream": True},
+            headers={"x-test-hold": "1"},
+        ) as r,
+    ):
+        chunks = r.iter_raw()
+        first = next(chunks)
+        assert first.startswith(b"data:")
+        left = time.monotonic()
+    assert upstream.disconnected.wait(5)
+    assert upstream.disconnects[0] - left < 1.0
+    registry = app.metrics.registry
+    wait_for(
+        lambda: (
+            registry.get_sample_value(
+                "memory_router_requests_total",
+                {
+                    "user_id": "default-dev",
+                    "route": "/v1/chat/completions",
+                    "method": "POST",
+                    "status": "499",
+                },
+            )
+            == 1
+        )
+    )
+    assert (
+        registry.get_sample_value("memory_router_requests_in_flight", {"user_id": "default-dev"})
+        == 0
+    )
+
+
+def test_upstream_reset_mid_stream_ends_client_stream_cleanly(
+    router_app: tuple[RouterApp, str], upstream: FakeUpstream
+) -> None:
+    app, url = router_app
+    for path, marker in (
+        ("/v1/chat/completions", b'data: {"error"'),
+        ("/v1/messages", b"event: error"),
+    ):
+        with (
+            httpx.Client(timeout=10) as c,
+            c.stream(
+                "POST",
+                url + path,
+                json={**CHAT, "stream": True},
+                headers={"x-test-break-after": "2", "x-test-chunks": "5"},
+            ) as r,
+        ):
+            body = b"".join(r.iter_raw())
+        assert body.count(b"\n\n") == 3, body
+        assert marker in body
+    assert (
+        app.metrics.registry.get_sample_value(
+            "memory_router_upstream_errors_total", {"user_id": "default-dev", "kind": "protocol"}
+        )
+        == 2
+    )
+
+
+# -- real SDK clients -------------------------------------------------------
+
+
+def test_openai_sdk_with_custom_header(
+    router_app: tuple[RouterApp, str], upstream: FakeUpstream
+) -> None:
+    from openai import OpenAI
+
+    _, url = router_app
+    client = OpenAI(
+        base_url=f"{url}/v1", api_key="sk-1234", default_headers={"x-memory-user-id": "my-app-v1"}
+    )
+    response = client.chat.completions.create(
+        model="claude-sonnet-4.5", messages=[{"role": "user", "content": "Hello"}]
+    )
+    assert response.choices[0].message.content == "hello from fake"
+    got = upstream.last()
+    assert got.header("x-sm-user-id") == "my-app-v1"
+    assert got.header("authorization") == "Bearer sk-1234"
+    assert got.header("x-memory-user-id") is None
+
+    stream = client.chat.completions.create(
+        model="claude-sonnet-4.5",
+        messages=[{"role": "user", "content": "Hello"}],
+        stream=True,
+        extra_headers={"x-test-chunks": "3"},
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == "part0 part1 part2 "
+    assert upstream.last().header("x-sm-user-id") == "my-app-v1"
+    client.close()
+
+
+def test_openai_sdk_sees_router_errors() -> None:
+    import openai
+
+    client = openai.OpenAI(
+        base_url=f"http://127.0.0.1:{_free_port()}/v1", api_key="k", max_retries=0
+    )
+    with pytest.raises(openai.APIConnectionError):
+        client.models.list()
+
+
+def test_openai_sdk_400_on_bad_custom_header(router_app: tuple[RouterApp, str]) -> None:
+    import openai
+
+    _, url = router_app
+    client = openai.OpenAI(
+        base_url=f"{url}/v1", api_key="k", default_headers={"x-memory-user-id": "no spaces"}
+    )
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    assert caught.value.code == "invalid_user_id"
+    client.close()
+
+
+def test_anthropic_sdk_stream(router_app: tuple[RouterApp, str], upstream: FakeUpstream) -> None:
+    import anthropic
+
+    _, url = router_app
+    client = anthropic.Anthropic(
+        base_url=url, api_key="sk-1234", default_headers={"x-test-chunks": "3"}
+    )
+    with client.messages.stream(
+        model="claude-sonnet-4.5", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
+    ) as stream:
+        text = "".join(stream.text_stream)
+    assert text == "part0 part1 part2 "
+    got = upstream.last()
+    assert got.path == "/v1/messages"
+    assert got.header("x-sm-user-id") == "claude-code"  # Anthropic/Python SDK rule
+    client.close()
+
+
+# -- logs ----------------------------------------------------------------------
+
+
+def test_one_log_line_per_decision_and_key_never_logged(
+    router_app: tuple[RouterApp, str],
+    upstream: FakeUpstream,
+    client: httpx.Client,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _, url = router_app
+    with caplog.at_level(logging.INFO, logger="memory_router"):
+        client.post(
+            f"{url}/v1/chat/completions",
+            json=CHAT,
+            headers={"User-Agent": JAVA_UA, "x-request-id": "rid-7"},
+        )
+        client.post(f"{url}/v1/chat/completions", json=CHAT, headers={"x-memory-user-id": "bad id"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "memory_router"]
+    routing = [line for line in lines if " routing " in line]
+    assert routing == [
+        "rid-7 routing model=claude-sonnet-4.5 user_id=pycharm-ai-chat source=pattern "
+        f"rule=user-agent={JAVA_UA!r} -> pycharm-ai-chat "
+        "injected=x-sm-user-id,x-supermemory-api-key"
+    ]
+    assert any("rejected" in line and "x-memory-user-id" in line for line in lines)
+    assert all(SM_KEY not in line for line in caplog.text.splitlines())
+
+
+def test_key_never_in_control_endpoints(
+    router_app: tuple[RouterApp, str], client: httpx.Client
+) -> None:
+    _, url = router_app
+    for path in ("/health", "/health/readiness", "/metrics", "/memory-routing/info"):
+        r = client.get(url + path)
+        assert SM_KEY not in r.text and SM_KEY not in str(r.headers)
+
+
+# -- control endpoints ------------------------------------------------------------
+
+
+def test_routing_info_endpoint(router_app: tuple[RouterApp, str], client: httpx.Client) -> None:
+    _, url = router_app
+    info = client.get(f"{url}/memory-routing/info", headers={"User-Agent": JAVA_UA}).json()
+    assert info["user_id"] == "pycharm-ai-chat"
+    assert info["matched_pattern"]["pattern"].startswith("^OpenAIClient")
+    assert info["supermemory_key_configured"] is True
+    info = client.get(
+        f"{url}/memory-routing/info", headers={"x-memory-user-id": "my-project"}
+    ).json()
+    assert (info["user_id"], info["custom_header_present"]) == ("my-project", True)
+    info = client.get(f"{url}/memory-routing/info", headers={"User-Agent": "curl/7.68.0"}).json()
+    assert (info["user_id"], info["is_default"]) == ("default-dev", True)
+    r = client.get(f"{url}/memory-routing/info", headers={"x-memory-user-id": "bad id"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_user_id"
+
+
+def test_health_does_not_call_upstream(start_router: RouterFactory, client: httpx.Client) -> None:
+    _, url = start_router(litellm_url=f"http://127.0.0.1:{_free_port()}")
+    assert client.get(f"{url}/health").json() == {"status": "ok"}
+    r = client.get(f"{url}/health/readiness")
+    assert r.status_code == 503
+    assert r.json()["checks"]["litellm"] == "unreachable"
+
+
+def test_readiness_ok(
+    router_app: tuple[RouterApp, str], upstream: FakeUpstream, client: httpx.Client
+) -> None:
+    _, url = router_app
+    r = client.get(f"{url}/health/readiness")
+    assert r.status_code == 200 and r.json()["status"] == "ready"
+    assert upstream.last().path == "/health/liveliness"
+
+
+def test_concurrent_requests_keep_their_own_ids(
+    router_app: tuple[RouterApp, str], upstream: FakeUpstream
+) -> None:
+    _, url = router_app
+    errors: list[str] = []
+
+    def call(i: int) -> None:
+        with httpx.Client(timeout=10) as c:
+            r = c.post(
+                f"{url}/v1/chat/completions",
+                json=CHAT,
+                headers={"x-memory-user-id": f"user-{i}", "x-test-echo-headers": "1"},
+            )
+            seen = dict((k, v) for k, v in r.json()["received_headers"])
+            if seen["x-sm-user-id"] != f"user-{i}":
+                errors.append(f"{i}: {seen['x-sm-user-id']}")
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert errors == []
+    assert len(upstream.requests) == 20

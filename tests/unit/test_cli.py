@@ -1,0 +1,121 @@
+"""The command line as a user runs it: the installed ``memory-router`` script."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+EXE = shutil.which("memory-router")
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    assert EXE, "memory-router is not installed: pip install -e ."
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MEMORY_ROUTER_", "SUPERMEMORY", "LITELLM"))
+    }
+    full_env.update(env or {})
+    return subprocess.run(
+        [EXE, *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=60
+    )
+
+
+def test_explain_pattern() -> None:
+    out = run("explain", "-H", "User-Agent: OpenAIClientImpl/Java unknown")
+    assert out.returncode == 0, out.stderr
+    assert "user_id:  pycharm-ai-chat" in out.stdout
+    assert "source:   pattern" in out.stdout
+    assert "user-agent='OpenAIClientImpl/Java unknown' -> pycharm-ai-chat" in out.stdout
+
+
+def test_explain_custom_header_json() -> None:
+    out = run("explain", "-H", "x-memory-user-id: project-alpha", "--json")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["user_id"] == "project-alpha" and info["custom_header_present"] is True
+
+
+def test_explain_default_and_no_key_in_output() -> None:
+    out = run(
+        "explain", "-H", "User-Agent: curl/7.68.0", env={"SUPERMEMORY_API_KEY": "sm_secret_value"}
+    )
+    assert out.returncode == 0
+    assert "default-dev" in out.stdout and "x-supermemory-api-key" in out.stdout
+    assert "sm_secret_value" not in out.stdout + out.stderr
+
+
+def test_explain_refused_header_exit_1() -> None:
+    out = run("explain", "-H", "x-memory-user-id: not valid")
+    assert out.returncode == 1
+    assert "x-memory-user-id" in out.stderr and "400" in out.stderr
+
+
+def test_explain_malformed_header_flag() -> None:
+    out = run("explain", "-H", "no colon here")
+    assert out.returncode == 2
+    assert "expected 'Name: value'" in out.stderr
+
+
+def test_check_prints_rule_table() -> None:
+    out = run("check")
+    assert out.returncode == 0, out.stderr
+    assert "pycharm-ai-chat" in out.stdout and "claude-code-cli" in out.stdout
+    assert "OK: 3 rule(s)" in out.stdout
+
+
+def test_check_bad_config(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "user_id_mappings:\n  header_patterns:\n    - {header: ua, pattern: '(', user_id: x}\n"
+        "  default_user_id: d\n"
+    )
+    out = run("check", "--config", str(bad))
+    assert out.returncode == 2
+    assert str(bad) in out.stderr and "rule 1" in out.stderr and "regular expression" in out.stderr
+
+
+def test_config_from_environment(tmp_path: Path) -> None:
+    cfg = tmp_path / "rules.yaml"
+    cfg.write_text("user_id_mappings:\n  default_user_id: from-env-config\n")
+    out = run("explain", env={"MEMORY_ROUTER_CONFIG": str(cfg)})
+    assert "from-env-config" in out.stdout
+
+
+def test_serve_refuses_bad_config_before_listening(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("user_id_mappings:\n  default_user_id: 'no spaces allowed'\n")
+    out = run("--port", "1", "--config", str(bad))
+    assert out.returncode == 2
+    assert str(bad) in out.stderr and "default_user_id" in out.stderr
+
+
+def test_serve_refuses_bad_settings() -> None:
+    out = run("--litellm-url", "not-a-url")
+    assert out.returncode == 2 and "litellm_url" in out.stderr
+
+
+def test_python_dash_m() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "router", "check"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0 and "OK: 3 rule(s)" in out.stdout
+
+
+def test_help_lists_flags() -> None:
+    out = run("serve", "--help")
+    for flag in ("--host", "--port", "--litellm-url", "--config", "--log-level"):
+        assert flag in out.stdout
+
+
+def test_version_and_usage_errors() -> None:
+    version = run("--version")
+    assert version.returncode == 0 and "memory-router 0.1.0" in version.stdout
+    bad_port = run("serve", "--port", "x")
+    assert bad_port.returncode == 2 and "--port" in bad_port.stderr

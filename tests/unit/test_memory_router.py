@@ -1,0 +1,73 @@
+"""The embeddable Python API (the seed's "integrate into an existing proxy" option)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from router import MemoryRouter
+from router.memory_router import default_config_path
+
+
+def test_default_config_is_packaged() -> None:
+    assert default_config_path().is_file()
+    assert MemoryRouter().rules.default_user_id == "default-dev"
+
+
+def test_seed_examples() -> None:
+    router = MemoryRouter(default_config_path())
+
+    info = router.get_routing_info({"User-Agent": "OpenAIClientImpl/Java unknown"})
+    assert info["user_id"] == "pycharm-ai-chat"
+    assert info["matched_pattern"]["header"] == "user-agent"
+    assert info["matched_pattern"]["user_id"] == "pycharm-ai-chat"
+    assert info["custom_header_present"] is False and info["is_default"] is False
+
+    info = router.get_routing_info({"X-MEMORY-USER-ID": "project-alpha"})
+    assert info["user_id"] == "project-alpha"
+    assert info["custom_header_present"] is True and info["matched_pattern"] is None
+
+    info = router.get_routing_info({"user-agent": "curl/7.68.0"})
+    assert info["user_id"] == "default-dev" and info["is_default"] is True
+
+
+def test_detect_and_inject() -> None:
+    router = MemoryRouter()
+    headers = {"User-Agent": "claude-cli/2.0.14 (external, cli)", "x-sm-user-id": "spoof"}
+    assert router.detect_user_id(headers) == "claude-code-cli"
+    out = router.inject_memory_headers(headers, "sm_k")
+    assert out["x-sm-user-id"] == "claude-code-cli"
+    assert out["x-supermemory-api-key"] == "sm_k"
+    assert headers["x-sm-user-id"] == "spoof"
+    assert "x-supermemory-api-key" not in router.inject_memory_headers(headers, None)
+
+
+class DatabaseRouter(MemoryRouter):
+    """The seed's database example: look the id up from the API key."""
+
+    def __init__(self, table: dict[str, str], config: Path | None = None) -> None:
+        super().__init__(config)
+        self.table = table
+
+    def detect_user_id(self, headers: Mapping[str, str]) -> str:
+        auth = {k.lower(): v for k, v in headers.items()}.get("authorization", "")
+        user_id = self.table.get(auth.removeprefix("Bearer "))
+        return user_id or super().detect_user_id(headers)
+
+
+def test_subclass_override_drives_decide() -> None:
+    router = DatabaseRouter({"sk-alice": "alice"})
+    decision = router.decide({"Authorization": "Bearer sk-alice"})
+    assert (decision.user_id, decision.source) == ("alice", "custom_code")
+    # falling back to the rules keeps their source and rule
+    decision = router.decide({"User-Agent": "OpenAIClientImpl/Java unknown"})
+    assert (decision.user_id, decision.source) == ("pycharm-ai-chat", "pattern")
+    assert router.needs_all_headers
+
+
+def test_subclass_returning_bad_id_is_an_error() -> None:
+    router = DatabaseRouter({"sk-bad": "not valid!"})
+    with pytest.raises(ValueError, match="invalid user id"):
+        router.decide({"authorization": "Bearer sk-bad"})

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Installs everything the tests need, then runs lint, type checks and every test tier.
+#
+#   scripts/test.sh              all tiers (unit, proxy, stack, e2e)
+#   scripts/test.sh tests/unit   any pytest arguments narrow the run
+#
+# System packages (Prometheus' promtool and server) come from apt when missing:
+# as root they are installed, otherwise the script says what to install.
+# Python packages go into .venv; LiteLLM goes into its own .venvs/litellm,
+# so its pins never clash with the router's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+log() { printf '\n== %s\n' "$*"; }
+
+apt_packages=()
+command -v promtool >/dev/null 2>&1 || apt_packages+=(prometheus)
+if ((${#apt_packages[@]})); then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        log "apt-get install ${apt_packages[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${apt_packages[@]}" >/dev/null
+    else
+        echo "missing system packages: ${apt_packages[*]}" >&2
+        echo "install them with: sudo apt-get install ${apt_packages[*]}" >&2
+        exit 1
+    fi
+fi
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    log "creating .venv"
+    "$python" -m venv .venv
+fi
+log "pip install -e .[test]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+litellm_venv=${LITELLM_VENV:-$repo/.venvs/litellm}
+if [ ! -x "$litellm_venv/bin/litellm" ]; then
+    log "installing LiteLLM into $litellm_venv (pinned in tests/e2e/requirements-litellm.txt)"
+    "$python" -m venv "$litellm_venv"
+    "$litellm_venv/bin/python" -m pip install -q --disable-pip-version-check \
+        -r tests/e2e/requirements-litellm.txt
+fi
+export LITELLM_BIN="$litellm_venv/bin/litellm"
+export PATH="$repo/.venv/bin:$PATH"
+
+log "ruff"
+ruff check .
+log "mypy"
+mypy
+log "pytest"
+set +e
+python -m pytest "$@"
+status=$?
+set -e
+if [ "$status" = 5 ]; then
+    echo "pytest collected no tests: failing" >&2
+    exit 1
+fi
+exit "$status"

@@ -7,19 +7,21 @@ routing and middleware off the hot path.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Any
 
 import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from router.control import CONTROL_PATHS, build_control_app
-from router.logs import LOGGER_NAME
-from router.memory_router import MemoryRouter
+from router.logs import LOGGER_NAME, redact
+from router.memory_router import MemoryRouter, default_config_path
 from router.metrics import Metrics
 from router.proxy import Proxy, Receive, Scope, Send
+from router.reload import ConfigReloader
 from router.settings import Settings
 
 
@@ -61,6 +63,7 @@ class RouterApp:
         client: httpx.AsyncClient,
         control: FastAPI,
         proxy: Proxy,
+        reloader: ConfigReloader,
     ) -> None:
         self.settings = settings
         self.router = router
@@ -68,6 +71,7 @@ class RouterApp:
         self.client = client
         self.control = control
         self.proxy = proxy
+        self.reloader = reloader
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in CONTROL_PATHS:
@@ -98,18 +102,46 @@ def create_app(
     owns_client = http_client is None
     client = http_client if http_client is not None else build_http_client(settings)
     log = logger if logger is not None else logging.getLogger(LOGGER_NAME)
+    redact(log, settings.secrets)
     metrics = Metrics(
         registry,
         max_user_ids=settings.max_user_id_labels,
         known_user_ids=router.rules.known_user_ids(),
     )
 
-    async def close_client() -> Any:
+    reloader = ConfigReloader(
+        router,
+        settings.config or default_config_path(),
+        metrics,
+        log,
+        force_polling=settings.watch_force_polling,
+    )
+    watch_task: asyncio.Task[None] | None = None
+
+    async def startup() -> None:
+        nonlocal watch_task
+        if settings.watch_config:
+            watch_task = asyncio.create_task(reloader.watch())
+        reloader.install_sighup()
+
+    async def shutdown() -> None:
+        reloader.remove_sighup()
+        reloader.stop()
+        if watch_task is not None:
+            watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch_task
         if owns_client:
             await client.aclose()
 
     control = build_control_app(
-        settings=settings, router=router, metrics=metrics, client=client, on_shutdown=close_client
+        settings=settings,
+        router=router,
+        metrics=metrics,
+        client=client,
+        reloader=reloader,
+        on_startup=startup,
+        on_shutdown=shutdown,
     )
     proxy = Proxy(settings=settings, router=router, metrics=metrics, client=client, logger=log)
     return RouterApp(
@@ -119,4 +151,5 @@ def create_app(
         client=client,
         control=control,
         proxy=proxy,
+        reloader=reloader,
     )

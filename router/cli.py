@@ -165,7 +165,7 @@ def serve(args: argparse.Namespace) -> int:
         config=args.config,
         log_level=args.log_level,
     )
-    configure_logging(settings.log_level_number, [settings.supermemory_key or ""])
+    configure_logging(settings.log_level_number, settings.secrets)
     log = logging.getLogger(LOGGER_NAME)
     router = MemoryRouter(settings.config)
     rules = router.rules
@@ -173,6 +173,11 @@ def serve(args: argparse.Namespace) -> int:
         log.warning(
             "SUPERMEMORY_API_KEY is not set: requests will carry x-sm-user-id but no "
             "x-supermemory-api-key, and Supermemory will not store memories"
+        )
+    elif "REPLACE_ME" in settings.supermemory_key:
+        log.warning(
+            "SUPERMEMORY_API_KEY is still the placeholder from .env.example: "
+            "Supermemory will reject every request; put your key in .env"
         )
     log.info(
         "memory-router %s on http://%s:%d -> %s; config %s (%d rules, default %s)",

@@ -1,27 +1,63 @@
 """The router's own endpoints: health, readiness, metrics and routing info.
 
-These are served by FastAPI; every other path goes to the proxy.
+These are served by FastAPI; every other path goes to the proxy. ``/metrics``
+and ``/memory-routing/info`` can be limited to loopback callers or to a bearer
+token (``control_access``); the health endpoints are always open.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import hmac
+import ipaddress
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from router.errors import invalid_user_id
+from router.errors import FORBIDDEN, invalid_user_id
 from router.headers import memory_headers
 from router.memory_router import MemoryRouter
 from router.metrics import Metrics
+from router.reload import ConfigReloader
 from router.rules import InvalidCustomHeader
 from router.settings import Settings
 
 CONTROL_PATHS = frozenset({"/health", "/health/readiness", "/metrics", "/memory-routing/info"})
+
+
+class Forbidden(Exception):
+    pass
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def access_guard(settings: Settings) -> Callable[[Request], None]:
+    """A dependency that refuses callers the ``control_access`` setting excludes."""
+    token = settings.control_token.get_secret_value().encode() if settings.control_token else None
+    mode = settings.control_access
+
+    def guard(request: Request) -> None:
+        if mode == "open":
+            return
+        if token is not None:
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token):
+                return
+        if mode == "loopback" and _is_loopback(request.client.host if request.client else None):
+            return
+        raise Forbidden
+
+    return guard
 
 
 def build_control_app(
@@ -30,13 +66,19 @@ def build_control_app(
     router: MemoryRouter,
     metrics: Metrics,
     client: httpx.AsyncClient,
-    on_shutdown: Callable[[], Any] | None = None,
+    reloader: ConfigReloader | None = None,
+    on_startup: Callable[[], Awaitable[None]] | None = None,
+    on_shutdown: Callable[[], Awaitable[None]] | None = None,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        if on_shutdown is not None:
-            await on_shutdown()
+        if on_startup is not None:
+            await on_startup()
+        try:
+            yield
+        finally:
+            if on_shutdown is not None:
+                await on_shutdown()
 
     app = FastAPI(
         title="memory-router",
@@ -45,12 +87,17 @@ def build_control_app(
         openapi_url=None,
         lifespan=lifespan,
     )
+    guarded = [Depends(access_guard(settings))]
     injected = [
         name.decode()
         for name, _ in memory_headers(
             "x", settings.supermemory_key, litellm_end_user=settings.litellm_end_user_header
         )
     ]
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(_: Request, __: Forbidden) -> Response:
+        return Response(FORBIDDEN.body("openai"), status_code=403, media_type="application/json")
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -61,9 +108,8 @@ def build_control_app(
         url = settings.litellm_url + "/health/liveliness"
         try:
             answer = await client.get(url, timeout=httpx.Timeout(3.0))
-            litellm = (
-                "ok" if answer.status_code == 200 else f"unhealthy (HTTP {answer.status_code})"
-            )
+            status = answer.status_code
+            litellm = "ok" if status == 200 else f"unhealthy (HTTP {status})"
         except httpx.TimeoutException:
             litellm = "timeout"
         except httpx.TransportError:
@@ -77,22 +123,24 @@ def build_control_app(
             status_code=200 if ready else 503,
         )
 
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=guarded)
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/memory-routing/info")
+    @app.get("/memory-routing/info", dependencies=guarded)
     async def routing_info(request: Request) -> Response:
         try:
             info = router.get_routing_info(request.headers)
         except InvalidCustomHeader as exc:
-            error = invalid_user_id(exc.header, exc.problem)
+            error = invalid_user_id(exc.header, exc.problem, status=exc.status, code=exc.code)
             return Response(
                 error.body("openai"), status_code=error.status, media_type="application/json"
             )
         info["injected_headers"] = injected
         info["supermemory_key_configured"] = settings.supermemory_key is not None
         info["litellm_url"] = settings.litellm_url
+        if reloader is not None:
+            info["config"] = {**info["config"], **reloader.status()}
         return JSONResponse(info)
 
     return app

@@ -7,7 +7,10 @@ Messages are fixed sentences: no exception text or internals reach a client.
 The failures the router answers for itself::
 
     400 invalid_user_id        the custom header is empty or not a valid id
+    403 user_id_not_allowed    the custom header policy does not allow that id here
+    403 forbidden              a protected control endpoint was called without access
     413 request_too_large      the body is larger than max_body_bytes
+    431 headers_too_large      the request headers are larger than max_header_bytes
     500 router_error           a bug or a custom detect_user_id that failed
     502 upstream_unreachable   LiteLLM refused or dropped the connection
     503 upstream_busy          no upstream connection free in time
@@ -29,6 +32,7 @@ _ANTHROPIC_TYPES = {
     404: "not_found_error",
     413: "request_too_large",
     429: "rate_limit_error",
+    431: "invalid_request_error",
     500: "api_error",
     502: "api_error",
     503: "overloaded_error",
@@ -36,7 +40,9 @@ _ANTHROPIC_TYPES = {
 }
 _OPENAI_TYPES = {
     400: "invalid_request_error",
+    403: "permission_error",
     413: "invalid_request_error",
+    431: "invalid_request_error",
     429: "rate_limit_error",
 }
 
@@ -73,8 +79,19 @@ class RouterError:
         return json.dumps(payload).encode()
 
 
-def invalid_user_id(header: str, problem: str) -> RouterError:
-    return RouterError(400, "invalid_user_id", f"Header {header} {problem}.")
+def invalid_user_id(
+    header: str, problem: str, *, status: int = 400, code: str = "invalid_user_id"
+) -> RouterError:
+    return RouterError(status, code, f"Header {header} {problem}.")
+
+
+def headers_too_large(limit: int) -> RouterError:
+    return RouterError(
+        431, "headers_too_large", f"Request headers are larger than the limit of {limit} bytes."
+    )
+
+
+FORBIDDEN = RouterError(403, "forbidden", "This endpoint is not available to this caller.")
 
 
 def request_too_large(limit: int) -> RouterError:

@@ -24,6 +24,34 @@ class RedactingFormatter(logging.Formatter):
         return line
 
 
+class RedactingFilter(logging.Filter):
+    """Scrubs secrets from each record before any handler sees it (tests' too)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            if any(secret in message for secret in self.secrets):
+                for secret in self.secrets:
+                    message = message.replace(secret, "[redacted]")
+                record.msg, record.args = message, None
+        return True
+
+
+def redact(logger: logging.Logger, secrets: list[str]) -> None:
+    """Make ``logger`` scrub ``secrets`` from every record it emits."""
+    for existing in logger.filters:
+        if isinstance(existing, RedactingFilter):
+            existing.secrets.update(s for s in secrets if s)
+            return
+    new = RedactingFilter()
+    new.secrets.update(s for s in secrets if s)
+    logger.addFilter(new)
+
+
 def configure_logging(level: int, secrets: list[str]) -> logging.Handler:
     """Send the router's and uvicorn's logs to stderr through one redacting handler."""
     handler = logging.StreamHandler(sys.stderr)

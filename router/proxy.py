@@ -25,6 +25,7 @@ from router.errors import (
     ApiFormat,
     RouterError,
     api_format,
+    headers_too_large,
     invalid_user_id,
     request_too_large,
 )
@@ -108,6 +109,7 @@ class Proxy:
     ) -> None:
         self._base = settings.litellm_url
         self._max_body = settings.max_body_bytes
+        self._max_header = settings.max_header_bytes
         self._key = settings.supermemory_key
         self._end_user = settings.litellm_end_user_header
         self._router = router
@@ -141,7 +143,9 @@ class Proxy:
         request_id_raw: bytes | None = None
         content_length: bytes | None = None
         all_headers = self._router.needs_all_headers
+        header_bytes = 0
         for name, value in raw_headers:
+            header_bytes += len(name) + len(value) + 4
             if name == b"x-request-id":
                 request_id_raw = value
             elif name == b"content-length":
@@ -151,14 +155,20 @@ class Proxy:
                 text = value.decode("latin-1")
                 lookup[key] = f"{lookup[key]}, {text}" if key in lookup else text
         request_id = request_id_from(request_id_raw)
+        if header_bytes > self._max_header:
+            metrics.rejected.labels("headers_too_large").inc()
+            metrics.requests.labels(INVALID, route, method, "431").inc()
+            await _reply(send, headers_too_large(self._max_header), fmt, request_id)
+            return
 
         try:
             decision = self._router.decide_lower(lookup)
         except InvalidCustomHeader as exc:
-            metrics.rejected.labels("invalid_user_id").inc()
-            metrics.requests.labels(INVALID, route, method, "400").inc()
+            metrics.rejected.labels(exc.code).inc()
+            metrics.requests.labels(INVALID, route, method, str(exc.status)).inc()
             self._log.warning("%s rejected: %s", request_id.decode(), exc)
-            await _reply(send, invalid_user_id(exc.header, exc.problem), fmt, request_id)
+            error = invalid_user_id(exc.header, exc.problem, status=exc.status, code=exc.code)
+            await _reply(send, error, fmt, request_id)
             return
         except Exception:
             self._log.exception("%s routing failed", request_id.decode())

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from router.api_keys import KEY_HEADERS, api_key_from, check_key_ref, digest, resolve_key_ref
 
 USER_ID_PATTERN = r"[A-Za-z0-9_:-]{1,100}"
 USER_ID_RULE = "1-100 characters of A-Z a-z 0-9 _ : -"
@@ -23,7 +25,9 @@ _USER_ID_RE = re.compile(USER_ID_PATTERN)
 # RFC 9110 token characters: what a header name may be made of.
 _HEADER_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
-Source = Literal["custom_header", "pattern", "default", "custom_code"]
+Source = Literal["custom_header", "api_key", "pattern", "default", "custom_code"]
+IdentitySource = Literal["custom_header", "api_key", "header_patterns"]
+DEFAULT_PRECEDENCE: tuple[IdentitySource, ...] = ("custom_header", "api_key", "header_patterns")
 
 
 def is_valid_user_id(value: str) -> bool:
@@ -53,6 +57,7 @@ def _check_regex(value: str) -> str:
 UserId = Annotated[str, AfterValidator(_check_user_id)]
 HeaderName = Annotated[str, AfterValidator(_check_header_name)]
 Regex = Annotated[str, AfterValidator(_check_regex)]
+KeyRef = Annotated[str, AfterValidator(check_key_ref)]
 
 
 class HeaderPattern(BaseModel):
@@ -65,14 +70,44 @@ class HeaderPattern(BaseModel):
     user_id: UserId
 
 
+class CustomHeaderPolicy(BaseModel):
+    """Who may name their own id with the custom header. Default: anyone, any valid id."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    allowed_ids: list[UserId] | None = None
+    allowed_pattern: Regex | None = None
+    api_keys: list[KeyRef] | None = None
+
+
+class ApiKeyMapping(BaseModel):
+    """One API key (by reference) and the id its caller gets."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: KeyRef
+    user_id: UserId
+
+
 class UserIdMappings(BaseModel):
     """The ``user_id_mappings`` section of the config file."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     custom_header: HeaderName = "x-memory-user-id"
+    custom_header_policy: CustomHeaderPolicy = Field(default_factory=CustomHeaderPolicy)
+    api_keys: list[ApiKeyMapping] = Field(default_factory=list)
+    precedence: list[IdentitySource] = Field(default_factory=lambda: list(DEFAULT_PRECEDENCE))
     header_patterns: list[HeaderPattern] = Field(default_factory=list)
     default_user_id: UserId
+
+    @field_validator("precedence")
+    @classmethod
+    def _check_precedence(cls, value: list[IdentitySource]) -> list[IdentitySource]:
+        if len(set(value)) != len(value):
+            raise ValueError("lists a source twice")
+        return value
 
 
 class ConfigError(Exception):
@@ -104,18 +139,48 @@ class Decision:
             return self.pattern.describe(self.matched_value or "")
         if self.source == "custom_header":
             return f"custom header -> {self.user_id}"
+        if self.source == "api_key":
+            return f"API key -> {self.user_id}"
         if self.source == "custom_code":
             return f"custom detect_user_id -> {self.user_id}"
         return f"no rule matched -> default {self.user_id}"
 
 
 class InvalidCustomHeader(Exception):
-    """The caller named its own user id, but the value is not a valid id."""
+    """The caller named its own user id, but it is not a valid id (400) or the
+    custom header policy does not allow it (403)."""
 
-    def __init__(self, header: str, problem: str) -> None:
+    def __init__(
+        self, header: str, problem: str, *, status: int = 400, code: str = "invalid_user_id"
+    ) -> None:
         super().__init__(f"header {header}: {problem}")
         self.header = header
         self.problem = problem
+        self.status = status
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPolicy:
+    enabled: bool = True
+    allowed_ids: frozenset[str] | None = None
+    allowed_pattern: re.Pattern[str] | None = None
+    key_digests: frozenset[str] | None = None
+
+    def refusal(self, user_id: str, api_key: str | None) -> str | None:
+        """Why ``user_id`` may not be claimed, or None when it may."""
+        if self.allowed_ids is not None or self.allowed_pattern is not None:
+            listed = self.allowed_ids is not None and user_id in self.allowed_ids
+            matched = self.allowed_pattern is not None and bool(
+                self.allowed_pattern.fullmatch(user_id)
+            )
+            if not (listed or matched):
+                return f"names user id {user_id!r}, which the custom header policy does not allow"
+        if self.key_digests is not None and (
+            api_key is None or digest(api_key) not in self.key_digests
+        ):
+            return "may only be used with an authorized API key"
+        return None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -127,6 +192,9 @@ class RoutingRules:
     source: str = "<memory>"
     digest: str = ""
     header_names: tuple[str, ...] = field(default=())
+    policy: CompiledPolicy = field(default_factory=CompiledPolicy)
+    api_key_ids: Mapping[str, str] = field(default_factory=dict)
+    precedence: tuple[IdentitySource, ...] = DEFAULT_PRECEDENCE
 
     @property
     def custom_header(self) -> str:
@@ -138,41 +206,126 @@ class RoutingRules:
 
     def known_user_ids(self) -> frozenset[str]:
         """Every id the config itself can produce."""
-        return frozenset([self.default_user_id, *(p.rule.user_id for p in self.patterns)])
+        return frozenset(
+            [
+                self.default_user_id,
+                *(p.rule.user_id for p in self.patterns),
+                *self.api_key_ids.values(),
+                *(self.policy.allowed_ids or ()),
+            ]
+        )
 
 
 def compile_rules(
-    mappings: UserIdMappings, *, source: str = "<memory>", digest: str = ""
+    mappings: UserIdMappings,
+    *,
+    source: str = "<memory>",
+    digest: str = "",
+    environ: Mapping[str, str] | None = None,
 ) -> RoutingRules:
+    """Compile validated mappings. Resolves ``env:`` key references against
+    ``environ`` (default ``os.environ``); an unresolvable one raises ConfigError."""
     patterns = tuple(
         CompiledPattern(i, rule, re.compile(rule.pattern, re.IGNORECASE))
         for i, rule in enumerate(mappings.header_patterns)
     )
-    names = dict.fromkeys([mappings.custom_header, *(p.rule.header for p in patterns)])
-    return RoutingRules(mappings, patterns, source, digest, tuple(names))
+    raw = mappings.custom_header_policy
+    try:
+        policy = CompiledPolicy(
+            enabled=raw.enabled,
+            allowed_ids=frozenset(raw.allowed_ids) if raw.allowed_ids is not None else None,
+            allowed_pattern=re.compile(raw.allowed_pattern) if raw.allowed_pattern else None,
+            key_digests=(
+                frozenset(resolve_key_ref(k, environ) for k in raw.api_keys)
+                if raw.api_keys is not None
+                else None
+            ),
+        )
+    except ValueError as exc:
+        raise ConfigError(
+            f"{source}: user_id_mappings.custom_header_policy: api_keys: {exc}"
+        ) from None
+    api_key_ids: dict[str, str] = {}
+    for i, entry in enumerate(mappings.api_keys):
+        try:
+            api_key_ids.setdefault(resolve_key_ref(entry.key, environ), entry.user_id)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{source}: user_id_mappings.api_keys[{i}] (key {i + 1}): key: {exc}"
+            ) from None
+    names = [p.rule.header for p in patterns]
+    if policy.enabled:
+        names.insert(0, mappings.custom_header)
+    if api_key_ids or policy.key_digests is not None:
+        names.extend(KEY_HEADERS)
+    return RoutingRules(
+        mappings,
+        patterns,
+        source,
+        digest,
+        tuple(dict.fromkeys(names)),
+        policy,
+        api_key_ids,
+        tuple(mappings.precedence),
+    )
 
 
 def decide(rules: RoutingRules, headers: Mapping[str, str]) -> Decision:
     """Decide the user id for a request. ``headers`` must have lower-case names.
 
-    The custom header wins; then the first pattern, in file order, found in its
-    header; then the default. An invalid custom header raises
-    ``InvalidCustomHeader``: falling back to another id would mix two tenants.
+    Sources are tried in ``precedence`` order (by default: the custom header,
+    then API keys, then header patterns in file order), then the default.
+    A custom header that is invalid or not allowed raises ``InvalidCustomHeader``:
+    falling back to another id would mix two tenants' memories.
     """
+    for source in rules.precedence:
+        if source == "custom_header":
+            decision = _from_custom_header(rules, headers)
+        elif source == "api_key":
+            decision = _from_api_key(rules, headers)
+        else:
+            decision = _from_patterns(rules, headers)
+        if decision is not None:
+            return decision
+    return Decision(rules.default_user_id, "default")
+
+
+def _from_custom_header(rules: RoutingRules, headers: Mapping[str, str]) -> Decision | None:
+    if not rules.policy.enabled:
+        return None
     claimed = headers.get(rules.custom_header)
-    if claimed is not None:
-        if not claimed:
-            raise InvalidCustomHeader(rules.custom_header, f"is empty; it must be {USER_ID_RULE}")
-        if not is_valid_user_id(claimed):
-            raise InvalidCustomHeader(
-                rules.custom_header, f"is not a valid user id; it must be {USER_ID_RULE}"
-            )
-        return Decision(claimed, "custom_header")
+    if claimed is None:
+        return None
+    if not claimed:
+        raise InvalidCustomHeader(rules.custom_header, f"is empty; it must be {USER_ID_RULE}")
+    if not is_valid_user_id(claimed):
+        raise InvalidCustomHeader(
+            rules.custom_header, f"is not a valid user id; it must be {USER_ID_RULE}"
+        )
+    refusal = rules.policy.refusal(claimed, api_key_from(headers))
+    if refusal is not None:
+        raise InvalidCustomHeader(
+            rules.custom_header, refusal, status=403, code="user_id_not_allowed"
+        )
+    return Decision(claimed, "custom_header")
+
+
+def _from_api_key(rules: RoutingRules, headers: Mapping[str, str]) -> Decision | None:
+    if not rules.api_key_ids:
+        return None
+    key = api_key_from(headers)
+    if key is None:
+        return None
+    user_id = rules.api_key_ids.get(digest(key))
+    return Decision(user_id, "api_key") if user_id is not None else None
+
+
+def _from_patterns(rules: RoutingRules, headers: Mapping[str, str]) -> Decision | None:
     for compiled in rules.patterns:
         value = headers.get(compiled.rule.header)
         if value is not None and compiled.regex.search(value):
             return Decision(compiled.rule.user_id, "pattern", compiled, value)
-    return Decision(rules.default_user_id, "default")
+    return None
 
 
 def make_cached_decider(
@@ -189,7 +342,9 @@ def make_cached_decider(
     return _cached
 
 
-def parse_rules(text: str, *, source: str = "<memory>") -> RoutingRules:
+def parse_rules(
+    text: str, *, source: str = "<memory>", environ: Mapping[str, str] | None = None
+) -> RoutingRules:
     """Parse and validate YAML text holding a ``user_id_mappings`` section."""
     try:
         document = yaml.safe_load(text)
@@ -204,11 +359,11 @@ def parse_rules(text: str, *, source: str = "<memory>") -> RoutingRules:
         mappings = UserIdMappings.model_validate(section)
     except ValidationError as exc:
         raise ConfigError(f"{source}: " + "; ".join(_describe(e) for e in exc.errors())) from None
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return compile_rules(mappings, source=source, digest=digest)
+    text_digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return compile_rules(mappings, source=source, digest=text_digest, environ=environ)
 
 
-def load_rules(path: str | Path) -> RoutingRules:
+def load_rules(path: str | Path, environ: Mapping[str, str] | None = None) -> RoutingRules:
     """Read, validate and compile the routing rules in ``path``."""
     path = Path(path)
     try:
@@ -217,7 +372,7 @@ def load_rules(path: str | Path) -> RoutingRules:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: config is not UTF-8 text") from None
-    return parse_rules(text, source=str(path))
+    return parse_rules(text, source=str(path), environ=environ)
 
 
 def _describe(error: Mapping[str, Any]) -> str:
@@ -225,6 +380,9 @@ def _describe(error: Mapping[str, Any]) -> str:
     where = "user_id_mappings"
     if len(loc) >= 2 and loc[0] == "header_patterns" and isinstance(loc[1], int):
         where += f".header_patterns[{loc[1]}] (rule {loc[1] + 1})"
+        loc = loc[2:]
+    elif len(loc) >= 2 and loc[0] == "api_keys" and isinstance(loc[1], int):
+        where += f".api_keys[{loc[1]}] (key {loc[1] + 1})"
         loc = loc[2:]
     field_path = ".".join(str(p) for p in loc)
     message = str(error.get("msg", "invalid"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 from typing import Any
 
@@ -25,13 +26,28 @@ def server_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Con
         "server_header": False,
         "date_header": False,
         "lifespan": "on",
+        # On SIGTERM: stop accepting, let in-flight streams finish for up to this long.
+        "timeout_graceful_shutdown": settings.drain_seconds,
     }
     options.update(overrides)
     return uvicorn.Config(app, **options)
 
 
 def run(app: Any, settings: Settings, sockets: list[socket.socket] | None = None) -> bool:
-    """Serve until stopped. Returns whether the server started."""
-    server = uvicorn.Server(server_config(app, settings))
-    server.run(sockets=sockets)
+    """Serve until stopped. Returns whether the server started.
+
+    SIGTERM is the normal way to stop the router (``docker stop``, systemd): after
+    the drain, uvicorn re-raises the signal it caught; a no-op handler turns that
+    into a clean return, so the process exits 0 instead of dying by the signal.
+    """
+    previous = signal.signal(signal.SIGTERM, _ignore)
+    try:
+        server = uvicorn.Server(server_config(app, settings))
+        server.run(sockets=sockets)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return bool(server.started)
+
+
+def _ignore(signum: int, frame: object) -> None:
+    return None

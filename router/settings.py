@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
@@ -43,6 +50,7 @@ class Settings(BaseSettings):
     )
 
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1)
+    max_header_bytes: int = Field(32 * 1024, ge=1024)
     connect_timeout: float = Field(5.0, gt=0)
     read_timeout: float = Field(600.0, gt=0)
     write_timeout: float = Field(60.0, gt=0)
@@ -52,6 +60,18 @@ class Settings(BaseSettings):
     keepalive_expiry: float = Field(30.0, ge=0)
     max_user_id_labels: int = Field(100, ge=1)
     litellm_end_user_header: bool = False
+
+    watch_config: bool = True
+    watch_force_polling: bool = False
+    drain_seconds: float = Field(30.0, ge=0)
+    control_access: Literal["open", "loopback", "token"] = "open"
+    control_token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _check_control(self) -> Settings:
+        if self.control_access == "token" and self.control_token is None:
+            raise ValueError("control_access=token needs MEMORY_ROUTER_CONTROL_TOKEN to be set")
+        return self
 
     @field_validator("litellm_url")
     @classmethod
@@ -71,7 +91,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return level
 
-    @field_validator("supermemory_api_key")
+    @field_validator("supermemory_api_key", "control_token")
     @classmethod
     def _check_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None:
@@ -87,6 +107,15 @@ class Settings(BaseSettings):
     @property
     def supermemory_key(self) -> str | None:
         return self.supermemory_api_key.get_secret_value() if self.supermemory_api_key else None
+
+    @property
+    def secrets(self) -> list[str]:
+        """Values that must never appear in a log line."""
+        return [
+            s.get_secret_value()
+            for s in (self.supermemory_api_key, self.control_token)
+            if s is not None
+        ]
 
     @property
     def log_level_number(self) -> int:

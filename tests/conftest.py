@@ -5,6 +5,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -64,6 +65,12 @@ def start_router(upstream_url: str) -> Iterator[RouterFactory]:
             return app, url
 
         yield start
+
+
+@pytest.fixture
+def client() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=10) as c:
+        yield c
 
 
 @pytest.fixture

@@ -21,12 +21,6 @@ JAVA_UA = "OpenAIClientImpl/Java unknown"
 CHAT = {"model": "claude-sonnet-4.5", "messages": [{"role": "user", "content": "hi"}]}
 
 
-@pytest.fixture
-def client() -> httpx.Client:
-    with httpx.Client(timeout=10) as c:
-        yield c
-
-
 def test_injects_decided_id_and_key(
     router_app: tuple[RouterApp, str], upstream: FakeUpstream, client: httpx.Client
 ) -> None:

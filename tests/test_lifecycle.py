@@ -1,0 +1,187 @@
+"""The router as a real process started by its CLI: SIGHUP reload, SIGTERM drain, logs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import SM_KEY
+from tests.fake_upstream import FakeUpstream
+from tests.servers import wait_for
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RouterProcess:
+    def __init__(self, proc: subprocess.Popen[str], url: str, log: Path) -> None:
+        self.proc = proc
+        self.url = url
+        self.log = log
+
+    def logs(self) -> str:
+        return self.log.read_text()
+
+
+@pytest.fixture
+def launch(upstream_url: str, tmp_path: Path) -> Iterator[object]:
+    procs: list[subprocess.Popen[str]] = []
+    handles: list[object] = []
+
+    def start(config: Path, **env: str) -> RouterProcess:
+        exe = shutil.which("memory-router")
+        assert exe, "memory-router is not installed: pip install -e ."
+        port = _free_port()
+        log = tmp_path / f"router-{port}.log"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORY_ROUTER_")}
+        full_env.update({"SUPERMEMORY_API_KEY": SM_KEY, **env})
+        handle = log.open("w")
+        handles.append(handle)
+        proc = subprocess.Popen(
+            [exe, "--port", str(port), "--litellm-url", upstream_url, "--config", str(config)],
+            env=full_env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=tmp_path,
+        )
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"router exited early:\n{log.read_text()}")
+            try:
+                return httpx.get(f"{url}/health", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(healthy, timeout=30, interval=0.1)
+        return RouterProcess(proc, url, log)
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    for handle in handles:
+        handle.close()  # type: ignore[attr-defined]
+
+
+def _config(path: Path, default: str) -> Path:
+    path.write_text(f"user_id_mappings:\n  default_user_id: {default}\n")
+    return path
+
+
+def test_sighup_reloads_the_config(launch, tmp_path: Path, upstream: FakeUpstream) -> None:  # type: ignore[no-untyped-def]
+    cfg = _config(tmp_path / "rules.yaml", "first")
+    router = launch(cfg, MEMORY_ROUTER_WATCH_CONFIG="false")
+    _config(cfg, "second")
+    assert httpx.get(f"{router.url}/memory-routing/info").json()["user_id"] == "first"
+    router.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: httpx.get(f"{router.url}/memory-routing/info").json()["user_id"] == "second")
+    info = httpx.get(f"{router.url}/memory-routing/info").json()
+    assert info["config"]["last_reload"]["trigger"] == "sighup"
+    assert router.proc.poll() is None
+
+
+def test_sigterm_drains_in_flight_streams_then_exits_0(
+    launch,
+    tmp_path: Path,
+    upstream: FakeUpstream,  # type: ignore[no-untyped-def]
+) -> None:
+    router = launch(_config(tmp_path / "rules.yaml", "drain"))
+    with (
+        httpx.Client(timeout=10) as c,
+        c.stream(
+            "POST",
+            f"{router.url}/v1/chat/completions",
+            json=CHAT,
+            headers={"x-test-chunks": "8", "x-test-gap-ms": "150"},
+        ) as r,
+    ):
+        chunks = r.iter_raw()
+        next(chunks)
+        router.proc.send_signal(signal.SIGTERM)
+
+        def refusing() -> bool:
+            try:
+                httpx.get(f"{router.url}/health", timeout=0.5)
+            except httpx.TransportError:
+                return True
+            return False
+
+        wait_for(refusing, timeout=5)  # no new connections while draining
+        rest = b"".join(chunks)
+    assert rest.endswith(b"data: [DONE]\n\n"), "the in-flight stream must finish"
+    assert router.proc.wait(10) == 0
+
+
+def test_sigterm_drain_is_bounded(launch, tmp_path: Path, upstream: FakeUpstream) -> None:  # type: ignore[no-untyped-def]
+    router = launch(_config(tmp_path / "rules.yaml", "held"), MEMORY_ROUTER_DRAIN_SECONDS="1")
+    with (
+        httpx.Client(timeout=10) as c,
+        c.stream(
+            "POST",
+            f"{router.url}/v1/chat/completions",
+            json=CHAT,
+            headers={"x-test-hold": "1"},
+        ) as r,
+    ):
+        chunks = r.iter_raw()
+        next(chunks)
+        sent = time.monotonic()
+        router.proc.send_signal(signal.SIGTERM)
+        with pytest.raises(httpx.HTTPError):
+            for _ in chunks:
+                pass
+    assert router.proc.wait(10) == 0
+    assert time.monotonic() - sent < 6
+    assert upstream.disconnected.wait(5), "the upstream stream is closed too"
+
+
+def test_process_logs_decisions_and_never_the_key(
+    launch,
+    tmp_path: Path,
+    upstream: FakeUpstream,  # type: ignore[no-untyped-def]
+) -> None:
+    router = launch(_config(tmp_path / "rules.yaml", "logs"), LOG_LEVEL="DEBUG")
+    httpx.post(
+        f"{router.url}/v1/chat/completions",
+        json={**CHAT, "stream": False},
+        headers={"x-request-id": "rid-log-1"},
+    )
+    httpx.post(
+        f"{router.url}/v1/chat/completions", json=CHAT, headers={"x-memory-user-id": "bad id"}
+    )
+    httpx.post(
+        f"{router.url}/v1/chat/completions", json=CHAT, headers={"x-supermemory-api-key": SM_KEY}
+    )  # even when a client sends it
+    router.proc.send_signal(signal.SIGTERM)
+    assert router.proc.wait(10) == 0
+    logs = router.logs()
+    assert "rid-log-1 routing model=m user_id=logs source=default" in logs
+    assert "injected=x-sm-user-id,x-supermemory-api-key" in logs
+    assert "rejected" in logs
+    assert SM_KEY not in logs
+
+
+def test_startup_warns_when_the_key_is_missing(launch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    router = launch(_config(tmp_path / "rules.yaml", "nokey"), SUPERMEMORY_API_KEY="")
+    router.proc.send_signal(signal.SIGTERM)
+    router.proc.wait(10)
+    assert "SUPERMEMORY_API_KEY is not set" in router.logs()

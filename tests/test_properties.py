@@ -1,0 +1,139 @@
+"""Property-based tests over arbitrary header sets (hypothesis).
+
+Whatever headers a client sends, every forwarded request carries exactly one
+x-sm-user-id, equal to the decided id and never a client-supplied one, and the
+Supermemory key never comes back in a response or a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from router.headers import memory_headers, upstream_headers
+from router.memory_router import MemoryRouter
+from router.rules import InvalidCustomHeader, decide
+from router.server import server_config
+from router.settings import Settings
+from tests.conftest import SM_KEY
+from tests.fake_upstream import FakeUpstream
+from tests.servers import serve_in_thread
+
+ROUTER = MemoryRouter()
+RULES = ROUTER.rules
+
+_token = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max_size=20)
+names = st.one_of(
+    st.sampled_from(
+        [
+            "x-sm-user-id",
+            "X-SM-User-Id",
+            "x-supermemory-api-key",
+            "x-supermemory-anything",
+            "x-memory-user-id",
+            "user-agent",
+            "authorization",
+            "connection",
+            "x-request-id",
+        ]
+    ),
+    _token,
+)
+values = st.one_of(
+    st.sampled_from(
+        [
+            "someone-else",
+            "OpenAIClientImpl/Java unknown",
+            "claude-cli/2.0.14 (external, cli)",
+            "Anthropic/Python 0.69.0",
+            SM_KEY,
+            "my-project",
+            "",
+        ]
+    ),
+    st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40),
+)
+header_sets = st.lists(st.tuples(names, values), max_size=12)
+
+
+def _lower(headers: list[tuple[str, str]]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in headers:
+        key = k.lower()
+        out[key] = f"{out[key]}, {v}" if key in out else v
+    return out
+
+
+@given(header_sets)
+def test_rewritten_headers_carry_exactly_the_decided_id(headers: list[tuple[str, str]]) -> None:
+    try:
+        decision = decide(RULES, _lower(headers))
+    except InvalidCustomHeader:
+        return
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers]
+    out = upstream_headers(
+        raw, custom_header=b"x-memory-user-id", inject=memory_headers(decision.user_id, SM_KEY)
+    )
+    ids = [v for k, v in out if k == b"x-sm-user-id"]
+    assert ids == [decision.user_id.encode()]
+    keys = [v for k, v in out if k == b"x-supermemory-api-key"]
+    assert keys == [SM_KEY.encode()]
+    assert not any(
+        k.startswith(b"x-supermemory-") and k != b"x-supermemory-api-key" for k, _ in out
+    )
+    assert all(k != b"x-memory-user-id" for k, _ in out)
+    for name, value in out:
+        assert b"\r" not in name + value and b"\n" not in name + value
+
+
+@pytest.fixture(scope="module")
+def live(upstream_server: tuple[FakeUpstream, str]) -> Iterator[tuple[FakeUpstream, str]]:
+    fake, upstream_url = upstream_server
+    from router.app import create_app
+
+    config = Settings(_env_file=None, litellm_url=upstream_url, supermemory_api_key=SM_KEY)  # type: ignore[call-arg]
+    app = create_app(config)
+    with serve_in_thread(app, server_config(app, config, log_level="warning")) as url:
+        yield fake, url
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(headers=header_sets, path=st.sampled_from(["/v1/chat/completions", "/v1/messages"]))
+def test_through_the_proxy(
+    live: tuple[FakeUpstream, str],
+    caplog: pytest.LogCaptureFixture,
+    headers: list[tuple[str, str]],
+    path: str,
+) -> None:
+    fake, url = live
+    fake.reset()
+    caplog.clear()
+    # HTTP drops a value's surrounding whitespace; the router sees what the wire carries
+    headers = [(k, v.strip(" \t")) for k, v in headers]
+    try:
+        expected: str | None = ROUTER.decide(_lower(headers)).user_id
+    except InvalidCustomHeader:
+        expected = None
+    sendable = [(k, v) for k, v in headers if k.lower() not in ("connection",)]
+    with caplog.at_level(logging.DEBUG, logger="memory_router"), httpx.Client(timeout=10) as c:
+        r = c.post(url + path, json={"model": "m", "stream": False}, headers=sendable)
+    if expected is None:
+        assert r.status_code == 400
+        assert fake.requests == []
+    else:
+        assert r.status_code == 200
+        got = fake.last()
+        assert got.header_values("x-sm-user-id") == [expected]
+        assert got.header_values("x-supermemory-api-key") == [SM_KEY]
+    assert SM_KEY not in r.text
+    assert all(SM_KEY not in v for v in r.headers.values())
+    assert SM_KEY not in caplog.text

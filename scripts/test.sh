@@ -6,7 +6,8 @@
 #
 # System packages (Prometheus' promtool and server) come from apt when missing:
 # as root they are installed, otherwise the script says what to install.
-# Python packages go into .venv; LiteLLM goes into its own .venvs/litellm,
+# Python packages go into .venv. The end-to-end tier installs LiteLLM itself,
+# into its own .venvs/litellm (pinned in tests/e2e/requirements-litellm.txt),
 # so its pins never clash with the router's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,14 +38,6 @@ fi
 log "pip install -e .[test]"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
-litellm_venv=${LITELLM_VENV:-$repo/.venvs/litellm}
-if [ ! -x "$litellm_venv/bin/litellm" ]; then
-    log "installing LiteLLM into $litellm_venv (pinned in tests/e2e/requirements-litellm.txt)"
-    "$python" -m venv "$litellm_venv"
-    "$litellm_venv/bin/python" -m pip install -q --disable-pip-version-check \
-        -r tests/e2e/requirements-litellm.txt
-fi
-export LITELLM_BIN="$litellm_venv/bin/litellm"
 export PATH="$repo/.venv/bin:$PATH"
 
 log "ruff"

@@ -1,0 +1,111 @@
+"""Small helpers shared by the end-to-end tests: clients configured as a user would, and
+readers for what the Supermemory double recorded."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from anthropic import Anthropic
+from openai import OpenAI
+
+# Model names from litellm/config.yaml. OpenAI-format clients use the config's alias; the
+# Claude Code client uses Anthropic's own id, which the config's `claude-*` entry serves.
+OPENAI_FORMAT_MODEL = "claude-sonnet-5.5"
+CLAUDE_CODE_MODEL = "claude-sonnet-5-5"
+
+# Real User-Agents (see the project's field notes).
+PYCHARM_UA = "OpenAIClientImpl/Java unknown"
+CLAUDE_CODE_UA = "claude-cli/2.0.14 (external, cli)"
+
+CLIENT_TIMEOUT = 60.0
+
+
+def nonce() -> str:
+    """A short random marker; each test puts its own into its prompts to find its records."""
+    return secrets.token_hex(4)
+
+
+class Clients:
+    """SDK clients configured as a user would, closed together at the end of a test."""
+
+    def __init__(self) -> None:
+        self._stack = contextlib.ExitStack()
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def openai(
+        self, base_url: str, api_key: str, headers: Mapping[str, str] | None = None
+    ) -> OpenAI:
+        """The OpenAI SDK pointed at `base_url` (the router, or LiteLLM)."""
+        client = OpenAI(
+            base_url=f"{base_url}/v1",
+            api_key=api_key,
+            default_headers=dict(headers or {}),
+            max_retries=0,
+            timeout=CLIENT_TIMEOUT,
+        )
+        return self._stack.enter_context(client)
+
+    def anthropic(
+        self, base_url: str, api_key: str, headers: Mapping[str, str] | None = None
+    ) -> Anthropic:
+        """The Anthropic SDK pointed at `base_url`, as Claude Code is via ANTHROPIC_BASE_URL."""
+        client = Anthropic(
+            base_url=base_url,
+            api_key=api_key,
+            default_headers=dict(headers or {}),
+            max_retries=0,
+            timeout=CLIENT_TIMEOUT,
+        )
+        return self._stack.enter_context(client)
+
+    def claude_code(self, base_url: str, api_key: str) -> Anthropic:
+        return self.anthropic(base_url, api_key, {"User-Agent": CLAUDE_CODE_UA, "x-app": "cli"})
+
+
+def chat(client: OpenAI, text: str) -> str:
+    """One non-streaming chat completion; the answer text."""
+    completion = client.chat.completions.create(
+        model=OPENAI_FORMAT_MODEL, messages=[{"role": "user", "content": text}]
+    )
+    return completion.choices[0].message.content or ""
+
+
+def header_values(record: Mapping[str, Any], name: str) -> list[str]:
+    """All values of header `name` in a request the double recorded."""
+    wanted = name.lower()
+    return [value for key, value in record["headers"] if key.lower() == wanted]
+
+
+def only_header(record: Mapping[str, Any], name: str) -> str:
+    """The single value of header `name`; fails when it is missing or repeated."""
+    values = header_values(record, name)
+    assert len(values) == 1, f"expected exactly one {name} header upstream, got {values}"
+    return values[0]
+
+
+def one_record(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The only recorded request, failing clearly when LiteLLM retried or nothing arrived."""
+    assert len(records) == 1, f"expected one request at the double, got {len(records)}: {records}"
+    return records[0]
+
+
+def assert_spread_out(arrivals: list[float]) -> None:
+    """The text arrived over time in several bursts, not as one buffered block.
+
+    The double waits 0.15 s before each of its 6 text chunks, so a streaming path delivers
+    them ~0.75 s apart end to end; a buffering path delivers them within milliseconds.
+    """
+    assert len(arrivals) >= 3, f"only {len(arrivals)} text chunks arrived"
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    span = arrivals[-1] - arrivals[0]
+    bursts = 1 + sum(1 for gap in gaps if gap > 0.05)
+    assert span > 0.4 and bursts >= 3, (
+        f"text arrived in {bursts} burst(s) over {span:.3f} s: the stream was buffered "
+        f"(gaps: {[round(gap, 3) for gap in gaps]})"
+    )

@@ -257,7 +257,7 @@ def test_every_mounted_host_file_exists_and_is_read_only(services: dict[str, Any
     for name, svc in services.items():
         for vol in _binds(svc):
             source = ROOT / vol["source"]
-            assert source.is_file(), f"{name}: {vol['source']} does not exist"
+            assert source.exists(), f"{name}: {vol['source']} does not exist"
             assert vol.get("read_only") is True, f"{name}: mount {vol['source']} read-only"
             # Otherwise Docker creates an empty directory where the file is missing.
             assert vol.get("bind", {}).get("create_host_path") is False, name
@@ -270,7 +270,12 @@ def test_expected_mounts(services: dict[str, Any]) -> None:
         return {v["target"]: v["source"] for v in _binds(services[name])}
 
     assert targets("litellm") == {"/app/config.yaml": "./litellm/config.yaml"}
-    assert targets("router") == {"/etc/memory-router/config.yaml": "./router/config.yaml"}
+    # the router's folder, not the file: edits that replace the file must reach the
+    # container for hot reload, and a single-file bind mount keeps the old inode
+    assert targets("router") == {"/etc/memory-router": "./router"}
+    config = services["router"]["environment"]["MEMORY_ROUTER_CONFIG"]
+    assert config.startswith("/etc/memory-router/")
+    assert (ROOT / "router" / config.removeprefix("/etc/memory-router/")).is_file()
     assert targets("prometheus") == {
         "/etc/prometheus/prometheus.yml": "./prometheus/prometheus.yml",
         "/etc/prometheus/rules.yml": "./prometheus/rules.yml",

@@ -1,0 +1,189 @@
+"""Identity from API keys, the precedence of identity sources, and the subclass hook."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import textwrap
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+import pytest
+
+from router.api_keys import digest
+from router.memory_router import MemoryRouter
+from router.rules import ConfigError, decide, load_rules, parse_rules
+from tests.conftest import RouterFactory
+from tests.fake_upstream import FakeUpstream
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+ALICE_KEY = "sk-alice-0123456789"
+
+
+def _rules(body: str, environ: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    text = "user_id_mappings:\n" + textwrap.indent(textwrap.dedent(body), "  ")
+    return parse_rules(text, environ=environ or {})
+
+
+KEYED = f"""
+api_keys:
+  - {{key: "sha256:{digest(ALICE_KEY)}", user_id: alice}}
+  - {{key: "env:BOB_KEY", user_id: bob}}
+header_patterns:
+  - {{header: user-agent, pattern: "^OpenAIClientImpl/Java", user_id: pycharm-ai-chat}}
+default_user_id: default-dev
+"""
+
+
+@pytest.mark.parametrize(
+    ("headers", "user_id", "source"),
+    [
+        ({"authorization": f"Bearer {ALICE_KEY}"}, "alice", "api_key"),
+        ({"authorization": f"bearer {ALICE_KEY}"}, "alice", "api_key"),
+        ({"x-api-key": "sk-bob"}, "bob", "api_key"),  # Anthropic clients
+        ({"api-key": ALICE_KEY}, "alice", "api_key"),  # Azure clients
+        ({"authorization": "Bearer sk-unknown"}, "default-dev", "default"),
+        ({"authorization": "Basic abc"}, "default-dev", "default"),
+        # default precedence: custom header, then API key, then patterns
+        (
+            {"authorization": f"Bearer {ALICE_KEY}", "x-memory-user-id": "proj"},
+            "proj",
+            "custom_header",
+        ),
+        (
+            {"authorization": f"Bearer {ALICE_KEY}", "user-agent": "OpenAIClientImpl/Java x"},
+            "alice",
+            "api_key",
+        ),
+    ],
+)
+def test_api_key_source(headers: dict[str, str], user_id: str, source: str) -> None:
+    rules = _rules(KEYED, {"BOB_KEY": "sk-bob"})
+    decision = decide(rules, headers)
+    assert (decision.user_id, decision.source) == (user_id, source)
+
+
+@pytest.mark.parametrize(
+    ("precedence", "expected"),
+    [
+        (["custom_header", "api_key", "header_patterns"], "proj"),
+        (["api_key", "custom_header", "header_patterns"], "alice"),
+        (["header_patterns", "api_key", "custom_header"], "pycharm-ai-chat"),
+        (["api_key"], "alice"),
+        (["header_patterns"], "pycharm-ai-chat"),
+        ([], "default-dev"),
+    ],
+)
+def test_precedence_is_configurable(precedence: list[str], expected: str) -> None:
+    rules = _rules(KEYED + f"precedence: {precedence}\n", {"BOB_KEY": "sk-bob"})
+    headers = {
+        "authorization": f"Bearer {ALICE_KEY}",
+        "x-memory-user-id": "proj",
+        "user-agent": "OpenAIClientImpl/Java unknown",
+    }
+    assert decide(rules, headers).user_id == expected
+
+
+def test_key_config_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "rules.yaml"
+    bad.write_text(
+        "user_id_mappings:\n  api_keys:\n    - {key: sk-plaintext, user_id: a}\n"
+        "  default_user_id: d\n"
+    )
+    with pytest.raises(ConfigError, match=r"api_keys\[0\] \(key 1\).*never in plain text"):
+        load_rules(bad)
+    bad.write_text(
+        "user_id_mappings:\n  api_keys:\n    - {key: 'env:NOT_SET_ANYWHERE', user_id: a}\n"
+        "  default_user_id: d\n"
+    )
+    with pytest.raises(ConfigError, match="NOT_SET_ANYWHERE is not set"):
+        load_rules(bad, environ={})
+    bad.write_text("user_id_mappings:\n  precedence: [api_key, api_key]\n  default_user_id: d\n")
+    with pytest.raises(ConfigError, match=r"precedence.*twice"):
+        load_rules(bad)
+    bad.write_text("user_id_mappings:\n  precedence: [cookies]\n  default_user_id: d\n")
+    with pytest.raises(ConfigError, match="precedence"):
+        load_rules(bad)
+
+
+def test_api_key_identity_through_the_proxy(
+    start_router: RouterFactory,
+    upstream: FakeUpstream,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    client: httpx.Client,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("BOB_KEY", "sk-bob")
+    cfg = tmp_path / "rules.yaml"
+    cfg.write_text("user_id_mappings:\n" + textwrap.indent(textwrap.dedent(KEYED), "  "))
+    app, url = start_router(config=cfg)
+    with caplog.at_level(logging.INFO, logger="memory_router"):
+        r = client.post(
+            f"{url}/v1/chat/completions",
+            json=CHAT,
+            headers={"Authorization": f"Bearer {ALICE_KEY}"},
+        )
+        client.post(f"{url}/v1/messages", json=CHAT, headers={"x-api-key": "sk-bob"})
+    assert r.status_code == 200
+    assert [req.header("x-sm-user-id") for req in upstream.requests] == ["alice", "bob"]
+    # the key still reaches LiteLLM, which authenticates with it
+    assert upstream.requests[0].header("authorization") == f"Bearer {ALICE_KEY}"
+    info = client.get(
+        f"{url}/memory-routing/info", headers={"Authorization": f"Bearer {ALICE_KEY}"}
+    ).json()
+    assert (info["user_id"], info["source"]) == ("alice", "api_key")
+    assert any("user_id=alice source=api_key" in rec.getMessage() for rec in caplog.records)
+    assert ALICE_KEY not in caplog.text
+    assert (
+        app.metrics.registry.get_sample_value(
+            "memory_router_routing_decisions_total", {"user_id": "alice", "source": "api_key"}
+        )
+        == 1
+    )
+
+
+class DatabaseRouter(MemoryRouter):
+    """The README's example: look the caller's id up in a database by API key."""
+
+    def __init__(self, db: sqlite3.Connection, config: Path | None = None) -> None:
+        super().__init__(config)
+        self.db = db
+
+    def detect_user_id(self, headers: Mapping[str, str]) -> str:
+        api_key = headers.get("authorization", "").removeprefix("Bearer ")
+        row = self.db.execute("SELECT user_id FROM keys WHERE api_key = ?", (api_key,)).fetchone()
+        return row[0] if row else super().detect_user_id(headers)
+
+
+def test_subclass_database_lookup_drives_the_proxy(
+    start_router: RouterFactory, upstream: FakeUpstream, client: httpx.Client
+) -> None:
+    db = sqlite3.connect(":memory:", check_same_thread=False)
+    db.execute("CREATE TABLE keys (api_key TEXT PRIMARY KEY, user_id TEXT)")
+    db.execute("INSERT INTO keys VALUES ('sk-carol', 'carol-db')")
+    app, url = start_router(router=DatabaseRouter(db))
+    client.post(
+        f"{url}/v1/chat/completions", json=CHAT, headers={"Authorization": "Bearer sk-carol"}
+    )
+    client.post(
+        f"{url}/v1/chat/completions",
+        json=CHAT,
+        headers={
+            "Authorization": "Bearer sk-nobody",
+            "User-Agent": "OpenAIClientImpl/Java unknown",
+        },
+    )
+    assert [req.header("x-sm-user-id") for req in upstream.requests] == [
+        "carol-db",
+        "pycharm-ai-chat",
+    ]
+    assert (
+        app.metrics.registry.get_sample_value(
+            "memory_router_routing_decisions_total",
+            {"user_id": "carol-db", "source": "custom_code"},
+        )
+        == 1
+    )
+    db.close()

@@ -21,6 +21,7 @@ from router.logs import LOGGER_NAME, redact
 from router.memory_router import MemoryRouter, default_config_path
 from router.metrics import Metrics
 from router.proxy import Proxy, Receive, Scope, Send
+from router.ratelimit import RateLimiter, build_rate_limiter
 from router.reload import ConfigReloader
 from router.settings import Settings
 
@@ -64,6 +65,7 @@ class RouterApp:
         control: FastAPI,
         proxy: Proxy,
         reloader: ConfigReloader,
+        limiter: RateLimiter,
     ) -> None:
         self.settings = settings
         self.router = router
@@ -72,6 +74,7 @@ class RouterApp:
         self.control = control
         self.proxy = proxy
         self.reloader = reloader
+        self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in CONTROL_PATHS:
@@ -86,6 +89,7 @@ def create_app(
     router: MemoryRouter | None = None,
     registry: CollectorRegistry | None = None,
     http_client: httpx.AsyncClient | None = None,
+    rate_limiter: RateLimiter | None = None,
     logger: logging.Logger | None = None,
 ) -> RouterApp:
     """Build an isolated router app.
@@ -93,7 +97,9 @@ def create_app(
     ``router`` defaults to the rules in ``settings.config`` (or the packaged
     rules); pass a ``MemoryRouter`` subclass to plug in your own id lookup.
     ``registry`` defaults to a fresh ``CollectorRegistry``. An ``http_client``
-    you pass stays yours to close; one built here is closed at shutdown.
+    you pass stays yours to close; one built here is closed at shutdown. The
+    same goes for ``rate_limiter``, which defaults to Redis when ``REDIS_URL`` is
+    set and to an in-process limiter otherwise.
     """
     if router is None:
         router = MemoryRouter(settings.config)
@@ -109,6 +115,17 @@ def create_app(
         known_user_ids=router.rules.known_user_ids(),
     )
 
+    owns_limiter = rate_limiter is None
+    limiter = rate_limiter
+    if limiter is None:
+        redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+
+        def limiter_failed(kind: str) -> None:
+            metrics.limiter_errors.labels(kind).inc()
+
+        limiter = build_rate_limiter(
+            redis_url, fail_open=settings.rate_limit_fail_open, on_error=limiter_failed
+        )
     reloader = ConfigReloader(
         router,
         settings.config or default_config_path(),
@@ -133,6 +150,8 @@ def create_app(
                 await watch_task
         if owns_client:
             await client.aclose()
+        if owns_limiter:
+            await limiter.aclose()
 
     control = build_control_app(
         settings=settings,
@@ -143,7 +162,14 @@ def create_app(
         on_startup=startup,
         on_shutdown=shutdown,
     )
-    proxy = Proxy(settings=settings, router=router, metrics=metrics, client=client, logger=log)
+    proxy = Proxy(
+        settings=settings,
+        router=router,
+        metrics=metrics,
+        client=client,
+        limiter=limiter,
+        logger=log,
+    )
     return RouterApp(
         settings=settings,
         router=router,
@@ -152,4 +178,5 @@ def create_app(
         control=control,
         proxy=proxy,
         reloader=reloader,
+        limiter=limiter,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -141,6 +142,9 @@ def build_control_app(
         info["litellm_url"] = settings.litellm_url
         if reloader is not None:
             info["config"] = {**info["config"], **reloader.status()}
-        return JSONResponse(info)
+        body = json.dumps(info)
+        for secret in settings.secrets:  # a caller may have sent one as its own id
+            body = body.replace(secret, "[redacted]")
+        return Response(body, media_type="application/json")
 
     return app

@@ -10,7 +10,9 @@ The failures the router answers for itself::
     403 user_id_not_allowed    the custom header policy does not allow that id here
     403 forbidden              a protected control endpoint was called without access
     413 request_too_large      the body is larger than max_body_bytes
+    429 rate_limit_exceeded    the caller's user id is over its rate limit
     431 headers_too_large      the request headers are larger than max_header_bytes
+    503 rate_limiter_unavailable  the shared limiter is down and set to fail closed
     500 router_error           a bug or a custom detect_user_id that failed
     502 upstream_unreachable   LiteLLM refused or dropped the connection
     503 upstream_busy          no upstream connection free in time
@@ -88,6 +90,22 @@ def invalid_user_id(
 def headers_too_large(limit: int) -> RouterError:
     return RouterError(
         431, "headers_too_large", f"Request headers are larger than the limit of {limit} bytes."
+    )
+
+
+def rate_limited(user_id: str, reason: str, retry_after: float) -> RouterError:
+    if reason == "unavailable":
+        return RouterError(
+            503,
+            "rate_limiter_unavailable",
+            "The rate limiter is unavailable; try again shortly.",
+        )
+    budget = "tokens" if reason == "tokens" else "requests"
+    return RouterError(
+        429,
+        "rate_limit_exceeded",
+        f"Rate limit exceeded for user id {user_id}: too many {budget} per minute. "
+        f"Retry after {retry_after:.1f} s.",
     )
 
 

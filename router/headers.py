@@ -133,3 +133,26 @@ def inject_memory_headers(
         inject=memory_headers(user_id, supermemory_key),
     )
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in rewritten}
+
+
+def duration_text(seconds: float) -> str:
+    """A duration as OpenAI writes it in ``x-ratelimit-reset-*``: ``850ms``, ``12s``, ``1m30s``."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    whole = int(-(-seconds // 1))
+    minutes, secs = divmod(whole, 60)
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+def rate_limit_headers(
+    *, limit: int, remaining: int, reset_seconds: float, retry_after: float
+) -> list[tuple[bytes, bytes]]:
+    """``Retry-After`` and, when a request limit applies, OpenAI's ``x-ratelimit-*`` headers."""
+    out = [(b"retry-after", str(max(1, int(-(-retry_after // 1)))).encode())]
+    if limit:
+        out += [
+            (b"x-ratelimit-limit-requests", str(limit).encode()),
+            (b"x-ratelimit-remaining-requests", str(remaining).encode()),
+            (b"x-ratelimit-reset-requests", duration_text(reset_seconds).encode()),
+        ]
+    return out

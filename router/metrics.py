@@ -194,6 +194,20 @@ class Metrics:
             "because the cap on distinct ids was reached.",
             registry=registry,
         )
+        self.rate_limited = Counter(
+            "memory_router_rate_limited",
+            "Requests refused by the per-id rate limit, by the budget that ran out "
+            "(requests, tokens; unavailable when the shared limiter is down and fail-closed).",
+            ["user_id", "reason"],
+            registry=registry,
+        )
+        self.limiter_errors = Counter(
+            "memory_router_rate_limiter_errors",
+            "Failures of the shared (Redis) rate limiter, by kind; requests then fail open "
+            "unless configured otherwise.",
+            ["kind"],
+            registry=registry,
+        )
         self.rejected = Counter(
             "memory_router_rejected_requests",
             "Requests the router refused before forwarding, by reason.",

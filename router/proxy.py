@@ -27,16 +27,19 @@ from router.errors import (
     api_format,
     headers_too_large,
     invalid_user_id,
+    rate_limited,
     request_too_large,
 )
 from router.headers import (
     downstream_headers,
     memory_headers,
+    rate_limit_headers,
     request_id_from,
     upstream_headers,
 )
 from router.memory_router import MemoryRouter
 from router.metrics import CLIENT_CLOSED, INVALID, Metrics, method_label, route_label
+from router.ratelimit import Limit, RateLimiter
 from router.rules import Decision, InvalidCustomHeader
 from router.settings import Settings
 from router.usage import UsageTap, tap_for
@@ -105,12 +108,15 @@ class Proxy:
         router: MemoryRouter,
         metrics: Metrics,
         client: httpx.AsyncClient,
+        limiter: RateLimiter,
         logger: logging.Logger,
     ) -> None:
+        self._limiter = limiter
         self._base = settings.litellm_url
         self._max_body = settings.max_body_bytes
         self._max_header = settings.max_header_bytes
         self._key = settings.supermemory_key
+        self._key_bytes = self._key.encode() if self._key else b""
         self._end_user = settings.litellm_end_user_header
         self._router = router
         self._metrics = metrics
@@ -154,6 +160,8 @@ class Proxy:
             if all_headers or key in wanted:
                 text = value.decode("latin-1")
                 lookup[key] = f"{lookup[key]}, {text}" if key in lookup else text
+        if request_id_raw is not None and self._key_bytes and self._key_bytes in request_id_raw:
+            request_id_raw = None  # never echo the key back, even when a client sends it
         request_id = request_id_from(request_id_raw)
         if header_bytes > self._max_header:
             metrics.rejected.labels("headers_too_large").inc()
@@ -178,6 +186,30 @@ class Proxy:
 
         user = metrics.user_label(decision.user_id)
         metrics.decisions.labels(user, decision.source).inc()
+
+        limit = rules.limits.for_user(decision.user_id)
+        if limit is not None:
+            verdict = await self._limiter.check(decision.user_id, limit)
+            if not verdict.allowed:
+                reason = verdict.reason or "requests"
+                metrics.rate_limited.labels(user, reason).inc()
+                error = rate_limited(decision.user_id, reason, verdict.retry_after)
+                metrics.requests.labels(user, route, method, str(error.status)).inc()
+                self._log.warning(
+                    "%s rate limited: user_id=%s reason=%s retry_after=%.2fs",
+                    request_id.decode(),
+                    decision.user_id,
+                    reason,
+                    verdict.retry_after,
+                )
+                extra = rate_limit_headers(
+                    limit=verdict.limit,
+                    remaining=verdict.remaining,
+                    reset_seconds=verdict.reset_seconds,
+                    retry_after=verdict.retry_after,
+                )
+                await _reply(send, error, fmt, request_id, extra)
+                return
 
         if (
             content_length is not None
@@ -230,6 +262,7 @@ class Proxy:
                 raw_headers,
                 body,
                 decision,
+                limit,
                 request_id,
                 fmt,
                 user,
@@ -259,6 +292,7 @@ class Proxy:
         raw_headers: list[tuple[bytes, bytes]],
         body: bytes,
         decision: Decision,
+        limit: Limit | None,
         request_id: bytes,
         fmt: ApiFormat,
         user: str,
@@ -350,6 +384,10 @@ class Proxy:
                     metrics.record_tokens(
                         user, model or usage.model, usage.prompt, usage.completion
                     )
+                    if limit is not None and limit.tokens_per_minute:
+                        await self._limiter.add_tokens(
+                            decision.user_id, limit, usage.prompt + usage.completion
+                        )
             return str(response.status_code)
         finally:
             await response.aclose()
@@ -370,7 +408,13 @@ class Proxy:
         await _reply(send, request_too_large(self._max_body), fmt, request_id)
 
 
-async def _reply(send: Send, error: RouterError, fmt: ApiFormat, request_id: bytes) -> None:
+async def _reply(
+    send: Send,
+    error: RouterError,
+    fmt: ApiFormat,
+    request_id: bytes,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     body = error.body(fmt)
     await send(
         {
@@ -380,6 +424,7 @@ async def _reply(send: Send, error: RouterError, fmt: ApiFormat, request_id: byt
                 *_JSON_HEADERS,
                 (b"content-length", str(len(body)).encode()),
                 (b"x-request-id", request_id),
+                *(extra or ()),
             ],
         }
     )

@@ -6,6 +6,7 @@ value, and ``decide`` maps request headers to a ``Decision`` without side effect
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Callable, Mapping
@@ -18,6 +19,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from router.api_keys import KEY_HEADERS, api_key_from, check_key_ref, digest, resolve_key_ref
+from router.limits import RateLimits, RateLimitsSection, compile_limits
 
 USER_ID_PATTERN = r"[A-Za-z0-9_:-]{1,100}"
 USER_ID_RULE = "1-100 characters of A-Z a-z 0-9 _ : -"
@@ -195,6 +197,7 @@ class RoutingRules:
     policy: CompiledPolicy = field(default_factory=CompiledPolicy)
     api_key_ids: Mapping[str, str] = field(default_factory=dict)
     precedence: tuple[IdentitySource, ...] = DEFAULT_PRECEDENCE
+    limits: RateLimits = field(default_factory=RateLimits)
 
     @property
     def custom_header(self) -> str:
@@ -359,8 +362,20 @@ def parse_rules(
         mappings = UserIdMappings.model_validate(section)
     except ValidationError as exc:
         raise ConfigError(f"{source}: " + "; ".join(_describe(e) for e in exc.errors())) from None
+    try:
+        limits = RateLimitsSection.model_validate(document.get("rate_limits") or {})
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e, "rate_limits") for e in exc.errors())
+        raise ConfigError(f"{source}: {problems}") from None
+    for user_id in limits.per_user_id:
+        if not is_valid_user_id(user_id):
+            raise ConfigError(
+                f"{source}: rate_limits.per_user_id: invalid user id {user_id!r}: "
+                f"must be {USER_ID_RULE}"
+            )
     text_digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return compile_rules(mappings, source=source, digest=text_digest, environ=environ)
+    rules = compile_rules(mappings, source=source, digest=text_digest, environ=environ)
+    return dataclasses.replace(rules, limits=compile_limits(limits))
 
 
 def load_rules(path: str | Path, environ: Mapping[str, str] | None = None) -> RoutingRules:
@@ -375,9 +390,9 @@ def load_rules(path: str | Path, environ: Mapping[str, str] | None = None) -> Ro
     return parse_rules(text, source=str(path), environ=environ)
 
 
-def _describe(error: Mapping[str, Any]) -> str:
+def _describe(error: Mapping[str, Any], section: str = "user_id_mappings") -> str:
     loc = list(error.get("loc", ()))
-    where = "user_id_mappings"
+    where = section
     if len(loc) >= 2 and loc[0] == "header_patterns" and isinstance(loc[1], int):
         where += f".header_patterns[{loc[1]}] (rule {loc[1] + 1})"
         loc = loc[2:]

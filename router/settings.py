@@ -59,7 +59,12 @@ class Settings(BaseSettings):
     max_keepalive_connections: int = Field(128, ge=0)
     keepalive_expiry: float = Field(30.0, ge=0)
     max_user_id_labels: int = Field(100, ge=1)
-    litellm_end_user_header: bool = False
+    litellm_end_user_header: bool = True
+
+    redis_url: SecretStr | None = Field(
+        None, validation_alias=_env("REDIS_URL", "MEMORY_ROUTER_REDIS_URL")
+    )
+    rate_limit_fail_open: bool = True
 
     watch_config: bool = True
     watch_force_polling: bool = False
@@ -104,6 +109,15 @@ class Settings(BaseSettings):
             raise ValueError("contains whitespace, control or non-ASCII characters")
         return SecretStr(raw)
 
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
     @property
     def supermemory_key(self) -> str | None:
         return self.supermemory_api_key.get_secret_value() if self.supermemory_api_key else None
@@ -113,7 +127,7 @@ class Settings(BaseSettings):
         """Values that must never appear in a log line."""
         return [
             s.get_secret_value()
-            for s in (self.supermemory_api_key, self.control_token)
+            for s in (self.supermemory_api_key, self.control_token, self.redis_url)
             if s is not None
         ]
 

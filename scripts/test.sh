@@ -4,7 +4,7 @@
 #   scripts/test.sh              all tiers (unit, proxy, stack, e2e)
 #   scripts/test.sh tests/unit   any pytest arguments narrow the run
 #
-# System packages (Prometheus' promtool and server) come from apt when missing:
+# System packages (Prometheus' promtool and server, redis-server) come from apt when missing:
 # as root they are installed, otherwise the script says what to install.
 # Python packages go into .venv. The end-to-end tier installs LiteLLM itself,
 # into its own .venvs/litellm (pinned in tests/e2e/requirements-litellm.txt),
@@ -17,6 +17,7 @@ log() { printf '\n== %s\n' "$*"; }
 
 apt_packages=()
 command -v promtool >/dev/null 2>&1 || apt_packages+=(prometheus)
+command -v redis-server >/dev/null 2>&1 || apt_packages+=(redis-server)
 if ((${#apt_packages[@]})); then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         log "apt-get install ${apt_packages[*]}"

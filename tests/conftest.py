@@ -16,6 +16,8 @@ from router.settings import Settings
 from tests.fake_upstream import FakeUpstream
 from tests.servers import serve_in_thread
 
+pytest_plugins = ["tests.redis_server", "tests.router_process"]
+
 SM_KEY = "sm_test_key_0123456789abcdef"
 REPO = Path(__file__).resolve().parent.parent
 

@@ -126,6 +126,8 @@ def test_through_the_proxy(
     sendable = [(k, v) for k, v in headers if k.lower() not in ("connection",)]
     with caplog.at_level(logging.DEBUG, logger="memory_router"), httpx.Client(timeout=10) as c:
         r = c.post(url + path, json={"model": "m", "stream": False}, headers=sendable)
+        info = c.get(f"{url}/memory-routing/info", headers=sendable)
+    assert SM_KEY not in info.text and all(SM_KEY not in v for v in info.headers.values())
     if expected is None:
         assert r.status_code == 400
         assert fake.requests == []

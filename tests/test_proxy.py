@@ -296,7 +296,13 @@ def test_no_default_client_headers_added(
         s.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
         assert s.recv(65536).startswith(b"HTTP/1.1 200")
     names = {k for k, _ in upstream.last().headers}
-    assert names == {"host", "x-sm-user-id", "x-supermemory-api-key", "x-request-id"}
+    assert names == {
+        "host",
+        "x-sm-user-id",
+        "x-supermemory-api-key",
+        "x-litellm-end-user-id",
+        "x-request-id",
+    }
 
 
 # -- streaming ---------------------------------------------------------------
@@ -497,7 +503,7 @@ def test_one_log_line_per_decision_and_key_never_logged(
     assert routing == [
         "rid-7 routing model=claude-sonnet-4.5 user_id=pycharm-ai-chat source=pattern "
         f"rule=user-agent={JAVA_UA!r} -> pycharm-ai-chat "
-        "injected=x-sm-user-id,x-supermemory-api-key"
+        "injected=x-sm-user-id,x-supermemory-api-key,x-litellm-end-user-id"
     ]
     assert any("rejected" in line and "x-memory-user-id" in line for line in lines)
     assert all(SM_KEY not in line for line in caplog.text.splitlines())

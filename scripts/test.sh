@@ -4,7 +4,8 @@
 #   scripts/test.sh              all tiers (unit, proxy, stack, e2e)
 #   scripts/test.sh tests/unit   any pytest arguments narrow the run
 #
-# System packages (Prometheus' promtool and server, redis-server) come from apt when missing:
+# System packages (Prometheus' promtool and server, redis-server, nginx, wrk) come
+# from apt when missing:
 # as root they are installed, otherwise the script says what to install.
 # Python packages go into .venv. The end-to-end tier installs LiteLLM itself,
 # into its own .venvs/litellm (pinned in tests/e2e/requirements-litellm.txt),
@@ -18,6 +19,8 @@ log() { printf '\n== %s\n' "$*"; }
 apt_packages=()
 command -v promtool >/dev/null 2>&1 || apt_packages+=(prometheus)
 command -v redis-server >/dev/null 2>&1 || apt_packages+=(redis-server)
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || apt_packages+=(nginx-light)
+command -v wrk >/dev/null 2>&1 || apt_packages+=(wrk)
 if ((${#apt_packages[@]})); then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         log "apt-get install ${apt_packages[*]}"

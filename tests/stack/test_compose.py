@@ -287,7 +287,8 @@ def test_expected_mounts(services: dict[str, Any]) -> None:
 
 
 def test_every_compose_variable_is_in_env_example(raw: str) -> None:
-    used = variables_used(strip_comments(raw))
+    replicas = (ROOT / "docker-compose.replicas.yml").read_text()
+    used = variables_used(strip_comments(raw)) | variables_used(strip_comments(replicas))
     documented = {name for name, _, _ in parse_env_file(ENV_EXAMPLE)}
     assert used, "no ${VAR} found: is the parser broken?"
     assert used <= documented, f"missing from .env.example: {sorted(used - documented)}"

@@ -24,10 +24,14 @@ from router.proxy import Proxy, Receive, Scope, Send
 from router.ratelimit import RateLimiter, build_rate_limiter
 from router.reload import ConfigReloader
 from router.settings import Settings
+from router.transport import LeanHTTPTransport
 
 
 def build_http_client(settings: Settings) -> httpx.AsyncClient:
     """The shared upstream client: pooled, short connect timeout, long read timeout.
+
+    httpx's API on ``LeanHTTPTransport``, a keep-alive pool built for this one job
+    (see ``router.transport`` for why).
 
     It keeps no cookies (a shared jar would hand one caller's cookies to the next)
     and adds no default headers of its own.
@@ -39,7 +43,7 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
             write=settings.write_timeout,
             pool=settings.pool_timeout,
         ),
-        limits=httpx.Limits(
+        transport=LeanHTTPTransport(
             max_connections=settings.max_connections,
             max_keepalive_connections=settings.max_keepalive_connections,
             keepalive_expiry=settings.keepalive_expiry,

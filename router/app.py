@@ -24,10 +24,21 @@ from router.proxy import Proxy, Receive, Scope, Send
 from router.ratelimit import RateLimiter, build_rate_limiter
 from router.reload import ConfigReloader
 from router.settings import Settings
-from router.transport import LeanHTTPTransport
+from router.transport import LeanHTTPTransport, Timeouts
+from router.upstream import HttpxUpstream, LeanUpstream, Upstream
 
 
-def build_http_client(settings: Settings) -> httpx.AsyncClient:
+def build_transport(settings: Settings) -> LeanHTTPTransport:
+    return LeanHTTPTransport(
+        max_connections=settings.max_connections,
+        max_keepalive_connections=settings.max_keepalive_connections,
+        keepalive_expiry=settings.keepalive_expiry,
+    )
+
+
+def build_http_client(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
     """The shared upstream client: pooled, short connect timeout, long read timeout.
 
     httpx's API on ``LeanHTTPTransport``, a keep-alive pool built for this one job
@@ -43,11 +54,7 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
             write=settings.write_timeout,
             pool=settings.pool_timeout,
         ),
-        transport=LeanHTTPTransport(
-            max_connections=settings.max_connections,
-            max_keepalive_connections=settings.max_keepalive_connections,
-            keepalive_expiry=settings.keepalive_expiry,
-        ),
+        transport=transport if transport is not None else build_transport(settings),
         cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         follow_redirects=False,
         trust_env=False,
@@ -110,7 +117,15 @@ def create_app(
     if registry is None:
         registry = CollectorRegistry()
     owns_client = http_client is None
-    client = http_client if http_client is not None else build_http_client(settings)
+    timeouts = Timeouts(settings.connect_timeout, settings.read_timeout, settings.pool_timeout)
+    upstream: Upstream
+    if http_client is None:
+        transport = build_transport(settings)
+        client = build_http_client(settings, transport)
+        upstream = LeanUpstream(transport, settings.litellm_url, timeouts)
+    else:
+        client = http_client
+        upstream = HttpxUpstream(client, settings.litellm_url, timeouts)
     log = logger if logger is not None else logging.getLogger(LOGGER_NAME)
     redact(log, settings.secrets)
     metrics = Metrics(
@@ -170,7 +185,7 @@ def create_app(
         settings=settings,
         router=router,
         metrics=metrics,
-        client=client,
+        upstream=upstream,
         limiter=limiter,
         logger=log,
     )

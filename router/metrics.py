@@ -9,6 +9,7 @@ the cap a new id is folded into ``__overflow__`` and counted.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -120,6 +121,23 @@ class LabelBudget:
         return OVERFLOW
 
 
+class Children:
+    """Memoised ``metric.labels(...)``: one dict lookup per request instead of
+    prometheus-client's locked lookup. Label values are bounded, so is this."""
+
+    __slots__ = ("_cache", "_metric")
+
+    def __init__(self, metric: Any) -> None:
+        self._metric = metric
+        self._cache: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._cache.get(values)
+        if child is None:
+            child = self._cache[values] = self._metric.labels(*values)
+        return child
+
+
 class Metrics:
     """Every metric the router exports, registered on one registry."""
 
@@ -214,6 +232,13 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+
+        # Hot-path lookups of the per-request series.
+        self.requests_of = Children(self.requests)
+        self.duration_of = Children(self.duration)
+        self.ttfb_of = Children(self.ttfb)
+        self.in_flight_of = Children(self.in_flight)
+        self.decisions_of = Children(self.decisions)
 
     def user_label(self, user_id: str) -> str:
         label = self.user_ids.admit(user_id)

@@ -2,7 +2,7 @@
 
 This is the hot path. It is a plain ASGI callable (no framework routing or
 middleware), does one pass over the request headers, reads the body up to a
-limit, makes one upstream request on a shared ``httpx.AsyncClient`` and relays
+limit, makes one upstream request through ``router.upstream`` and relays
 the upstream response bytes as they arrive. A watcher notices a client that
 hangs up and cancels the upstream call at once.
 """
@@ -31,6 +31,7 @@ from router.errors import (
     request_too_large,
 )
 from router.headers import (
+    RequestIds,
     downstream_headers,
     memory_headers,
     rate_limit_headers,
@@ -38,10 +39,12 @@ from router.headers import (
     upstream_headers,
 )
 from router.memory_router import MemoryRouter
+from router.memory_trim import BurstTrimmer
 from router.metrics import CLIENT_CLOSED, INVALID, Metrics, method_label, route_label
 from router.ratelimit import Limit, RateLimiter
 from router.rules import Decision, InvalidCustomHeader
 from router.settings import Settings
+from router.upstream import Upstream
 from router.usage import UsageTap, tap_for
 
 Scope = dict[str, Any]
@@ -107,12 +110,14 @@ class Proxy:
         settings: Settings,
         router: MemoryRouter,
         metrics: Metrics,
-        client: httpx.AsyncClient,
+        upstream: Upstream,
         limiter: RateLimiter,
         logger: logging.Logger,
     ) -> None:
         self._limiter = limiter
-        self._base = settings.litellm_url
+        self._upstream = upstream
+        self._new_id = RequestIds()
+        self._burst = BurstTrimmer()
         self._max_body = settings.max_body_bytes
         self._max_header = settings.max_header_bytes
         self._key = settings.supermemory_key
@@ -120,14 +125,7 @@ class Proxy:
         self._end_user = settings.litellm_end_user_header
         self._router = router
         self._metrics = metrics
-        self._client = client
         self._log = logger
-        self._timeout = httpx.Timeout(
-            connect=settings.connect_timeout,
-            read=settings.read_timeout,
-            write=settings.write_timeout,
-            pool=settings.pool_timeout,
-        ).as_dict()
         self._injected_names = ",".join(
             name.decode()
             for name, _ in memory_headers("x", self._key, litellm_end_user=self._end_user)
@@ -162,10 +160,10 @@ class Proxy:
                 lookup[key] = f"{lookup[key]}, {text}" if key in lookup else text
         if request_id_raw is not None and self._key_bytes and self._key_bytes in request_id_raw:
             request_id_raw = None  # never echo the key back, even when a client sends it
-        request_id = request_id_from(request_id_raw)
+        request_id = request_id_from(request_id_raw, self._new_id)
         if header_bytes > self._max_header:
             metrics.rejected.labels("headers_too_large").inc()
-            metrics.requests.labels(INVALID, route, method, "431").inc()
+            metrics.requests_of(INVALID, route, method, "431").inc()
             await _reply(send, headers_too_large(self._max_header), fmt, request_id)
             return
 
@@ -173,19 +171,19 @@ class Proxy:
             decision = self._router.decide_lower(lookup)
         except InvalidCustomHeader as exc:
             metrics.rejected.labels(exc.code).inc()
-            metrics.requests.labels(INVALID, route, method, str(exc.status)).inc()
+            metrics.requests_of(INVALID, route, method, str(exc.status)).inc()
             self._log.warning("%s rejected: %s", request_id.decode(), exc)
             error = invalid_user_id(exc.header, exc.problem, status=exc.status, code=exc.code)
             await _reply(send, error, fmt, request_id)
             return
         except Exception:
             self._log.exception("%s routing failed", request_id.decode())
-            metrics.requests.labels(INVALID, route, method, "500").inc()
+            metrics.requests_of(INVALID, route, method, "500").inc()
             await _reply(send, ROUTER_BUG, fmt, request_id)
             return
 
         user = metrics.user_label(decision.user_id)
-        metrics.decisions.labels(user, decision.source).inc()
+        metrics.decisions_of(user, decision.source).inc()
 
         limit = rules.limits.for_user(decision.user_id)
         if limit is not None:
@@ -194,7 +192,7 @@ class Proxy:
                 reason = verdict.reason or "requests"
                 metrics.rate_limited.labels(user, reason).inc()
                 error = rate_limited(decision.user_id, reason, verdict.retry_after)
-                metrics.requests.labels(user, route, method, str(error.status)).inc()
+                metrics.requests_of(user, route, method, str(error.status)).inc()
                 self._log.warning(
                     "%s rate limited: user_id=%s reason=%s retry_after=%.2fs",
                     request_id.decode(),
@@ -223,7 +221,7 @@ class Proxy:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                metrics.requests.labels(user, route, method, CLIENT_CLOSED).inc()
+                metrics.requests_of(user, route, method, CLIENT_CLOSED).inc()
                 return
             chunk = message.get("body", b"")
             if chunk:
@@ -248,7 +246,8 @@ class Proxy:
                 self._injected_names,
             )
 
-        metrics.in_flight.labels(user).inc()
+        metrics.in_flight_of(user).inc()
+        self._burst.started()
         state = _Disconnect()
         task = asyncio.current_task()
         assert task is not None
@@ -279,10 +278,11 @@ class Proxy:
             self._log.info("%s client went away; upstream closed", request_id.decode())
         finally:
             watcher.cancel()
-            metrics.in_flight.labels(user).dec()
-            metrics.duration.labels(user, route).observe(perf_counter() - start)
+            metrics.in_flight_of(user).dec()
+            self._burst.finished()
+            metrics.duration_of(user, route).observe(perf_counter() - start)
             # Last, so that a request counted here has all its other samples recorded.
-            metrics.requests.labels(user, route, method, status).inc()
+            metrics.requests_of(user, route, method, status).inc()
 
     async def _forward(
         self,
@@ -306,21 +306,15 @@ class Proxy:
         inject = memory_headers(decision.user_id, self._key, litellm_end_user=self._end_user)
         inject.append((b"x-request-id", request_id))
         headers = upstream_headers(raw_headers, custom_header=custom_header, inject=inject)
-        target = scope.get("raw_path") or scope["path"].encode()
-        query = scope.get("query_string")
-        url = self._base + target.decode("latin-1")
+        target: bytes = scope.get("raw_path") or scope["path"].encode()
+        query: bytes = scope.get("query_string", b"")
         if query:
-            url += "?" + query.decode("latin-1")
-        request = httpx.Request(
-            scope["method"],
-            url,
-            headers=headers,
-            content=body,
-            extensions={"timeout": self._timeout},
-        )
+            target += b"?" + query
         metrics.overhead.observe(perf_counter() - start)
         try:
-            response = await self._client.send(request, stream=True)
+            status, answer_headers, answer = await self._upstream(
+                scope["method"], target, headers, body
+            )
         except httpx.TransportError as exc:
             kind, error = _error_kind(exc)
             metrics.upstream_errors.labels(user, kind).inc()
@@ -336,7 +330,7 @@ class Proxy:
             content_encoding: bytes | None = None
             has_length = False
             out_headers: list[tuple[bytes, bytes]] = []
-            for name, value in response.headers.raw:
+            for name, value in answer_headers:
                 lname = name.lower()
                 if lname == b"content-type":
                     content_type = value
@@ -348,17 +342,17 @@ class Proxy:
             await send(
                 {
                     "type": "http.response.start",
-                    "status": response.status_code,
+                    "status": status,
                     "headers": downstream_headers(out_headers, request_id=request_id),
                 }
             )
             tap: UsageTap | None = tap_for(content_type, content_encoding)
             first = True
             try:
-                async for chunk in response.aiter_raw():
+                async for chunk in answer:
                     if first:
                         first = False
-                        metrics.ttfb.labels(user, route).observe(perf_counter() - start)
+                        metrics.ttfb_of(user, route).observe(perf_counter() - start)
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     if tap is not None:
                         tap.feed(chunk)
@@ -373,9 +367,9 @@ class Proxy:
                 )
                 state.finishing = True
                 await _end_broken_stream(send, content_type, fmt, has_length)
-                return str(response.status_code)
+                return str(status)
             if first:
-                metrics.ttfb.labels(user, route).observe(perf_counter() - start)
+                metrics.ttfb_of(user, route).observe(perf_counter() - start)
             state.finishing = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             if tap is not None:
@@ -388,9 +382,9 @@ class Proxy:
                         await self._limiter.add_tokens(
                             decision.user_id, limit, usage.prompt + usage.completion
                         )
-            return str(response.status_code)
+            return str(status)
         finally:
-            await response.aclose()
+            await answer.aclose()
 
     async def _refuse_large(
         self,
@@ -403,8 +397,8 @@ class Proxy:
         start: float,
     ) -> None:
         self._metrics.rejected.labels("body_too_large").inc()
-        self._metrics.requests.labels(user, route, method, "413").inc()
-        self._metrics.duration.labels(user, route).observe(perf_counter() - start)
+        self._metrics.requests_of(user, route, method, "413").inc()
+        self._metrics.duration_of(user, route).observe(perf_counter() - start)
         await _reply(send, request_too_large(self._max_body), fmt, request_id)
 
 

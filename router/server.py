@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import signal
 import socket
 from typing import Any
@@ -40,6 +41,7 @@ def run(app: Any, settings: Settings, sockets: list[socket.socket] | None = None
     the drain, uvicorn re-raises the signal it caught; a no-op handler turns that
     into a clean return, so the process exits 0 instead of dying by the signal.
     """
+    raise_open_file_limit()
     previous = signal.signal(signal.SIGTERM, _ignore)
     try:
         server = uvicorn.Server(server_config(app, settings))
@@ -47,6 +49,23 @@ def run(app: Any, settings: Settings, sockets: list[socket.socket] | None = None
     finally:
         signal.signal(signal.SIGTERM, previous)
     return bool(server.started)
+
+
+def raise_open_file_limit() -> int:
+    """Lift the soft limit on open files to the hard one.
+
+    Each proxied stream holds two sockets (client and upstream), and the usual
+    soft limit of 1024 would refuse connections at about 500 streams.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return target
+        except (ValueError, OSError):
+            return soft
+    return soft
 
 
 def _ignore(signum: int, frame: object) -> None:

@@ -55,8 +55,8 @@ class Settings(BaseSettings):
     read_timeout: float = Field(600.0, gt=0)
     write_timeout: float = Field(60.0, gt=0)
     pool_timeout: float = Field(10.0, gt=0)
-    max_connections: int = Field(512, ge=1)
-    max_keepalive_connections: int = Field(128, ge=0)
+    max_connections: int = Field(4096, ge=1)
+    max_keepalive_connections: int = Field(256, ge=0)
     keepalive_expiry: float = Field(30.0, ge=0)
     max_user_id_labels: int = Field(100, ge=1)
     litellm_end_user_header: bool = True

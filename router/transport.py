@@ -28,7 +28,8 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import httptools
@@ -43,10 +44,11 @@ class _StaleConnection(Exception):
     """A reused connection closed before the answer started: safe to retry."""
 
 
-def _check_header(part: bytes) -> bytes:
-    if b"\r" in part or b"\n" in part or b"\0" in part:
-        raise httpx.LocalProtocolError("header names and values must not contain CR, LF or NUL")
-    return part
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float | None
+    read: float | None
+    pool: float | None
 
 
 class _Connection(asyncio.Protocol):
@@ -218,6 +220,7 @@ class _Pool:
         keepalive_expiry: float,
         ssl_context: ssl.SSLContext | None,
     ) -> None:
+        self.origin = origin
         self._scheme, host, self._port = origin
         self._host = host.decode("ascii")
         self._max = max_connections
@@ -312,7 +315,9 @@ class _Pool:
             self._idle.pop().close()
 
 
-class _ResponseStream(httpx.AsyncByteStream):
+class ResponseStream(httpx.AsyncByteStream):
+    """An answer's body: iterate for chunks as they arrive; always ``aclose``."""
+
     def __init__(self, conn: _Connection, pool: _Pool, read_timeout: float | None) -> None:
         self._conn = conn
         self._pool = pool
@@ -349,6 +354,7 @@ class LeanHTTPTransport(httpx.AsyncBaseTransport):
         self._pools: dict[Origin, _Pool] = {}
 
     def _pool(self, url: httpx.URL) -> _Pool:
+        """The pool for ``url``'s origin, made on first use."""
         scheme = url.raw_scheme
         port = url.port or (443 if scheme == b"https" else 80)
         origin = (scheme, url.raw_host, port)
@@ -368,19 +374,25 @@ class LeanHTTPTransport(httpx.AsyncBaseTransport):
             )
         return pool
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        timeouts: dict[str, Any] = request.extensions.get("timeout", {})
-        connect_timeout = timeouts.get("connect")
-        read_timeout = timeouts.get("read")
-        pool_timeout = timeouts.get("pool")
-        pool = self._pool(request.url)
-        data = await _serialize(request)
-        head_only = request.method == "HEAD"
+    def origin(self, url: httpx.URL) -> Origin:
+        """The pool key for ``url``; resolve it once and pass it to ``exchange``."""
+        return self._pool(url).origin
+
+    async def exchange(
+        self, origin: Origin, data: bytes, *, head_only: bool, timeouts: Timeouts
+    ) -> tuple[int, list[tuple[bytes, bytes]], ResponseStream]:
+        """Send one encoded request (see ``encode_request``) and wait for the answer's head.
+
+        Returns the status, the raw headers and the body stream, which must be closed.
+        """
+        pool = self._pools.get(origin)
+        if pool is None:
+            raise httpx.UnsupportedProtocol("unknown origin: resolve it with origin() first")
         for attempt in (1, 2):
-            conn, reused = await pool.acquire(connect_timeout, pool_timeout)
+            conn, reused = await pool.acquire(timeouts.connect, timeouts.pool)
             try:
                 conn.send(data, head_only=head_only)
-                status, headers = await conn.wait_head(read_timeout)
+                status, headers = await conn.wait_head(timeouts.read)
             except _StaleConnection:
                 pool.release(conn, False)
                 if reused and attempt == 1:
@@ -391,13 +403,24 @@ class LeanHTTPTransport(httpx.AsyncBaseTransport):
             except BaseException:
                 pool.release(conn, False)
                 raise
-            return httpx.Response(
-                status,
-                headers=headers,
-                stream=_ResponseStream(conn, pool, read_timeout),
-                extensions={"http_version": b"HTTP/1.1"},
-            )
+            return status, headers, ResponseStream(conn, pool, timeouts.read)
         raise AssertionError("unreachable")
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """The httpx transport interface, for use under an ``httpx.AsyncClient``."""
+        given: dict[str, Any] = request.extensions.get("timeout", {})
+        timeouts = Timeouts(given.get("connect"), given.get("read"), given.get("pool"))
+        body = await request.aread()
+        headers = list(request.headers.raw)
+        if request.headers.get("transfer-encoding", "").lower() == "chunked":
+            body = (b"%x\r\n%b\r\n" % (len(body), body) if body else b"") + b"0\r\n\r\n"
+        data = encode_request(request.method.encode("ascii"), request.url.raw_path, headers, body)
+        status, raw, stream = await self.exchange(
+            self.origin(request.url), data, head_only=request.method == "HEAD", timeouts=timeouts
+        )
+        return httpx.Response(
+            status, headers=raw, stream=stream, extensions={"http_version": b"HTTP/1.1"}
+        )
 
     @property
     def connections_in_use(self) -> int:
@@ -414,22 +437,18 @@ class LeanHTTPTransport(httpx.AsyncBaseTransport):
         self._pools.clear()
 
 
-async def _serialize(request: httpx.Request) -> bytes:
-    """The request's bytes on the wire: request line, headers and the whole body."""
-    parts = [
-        request.method.encode("ascii"),
-        b" ",
-        _check_header(request.url.raw_path),
-        b" HTTP/1.1\r\n",
-    ]
-    for name, value in request.headers.raw:
-        parts += (_check_header(name), b": ", _check_header(value), b"\r\n")
-    parts.append(b"\r\n")
-    body = await request.aread()
-    if request.headers.get("transfer-encoding", "").lower() == "chunked":
-        if body:
-            parts += (b"%x\r\n" % len(body), body, b"\r\n")
-        parts.append(b"0\r\n\r\n")
-    else:
-        parts.append(body)
-    return b"".join(parts)
+def encode_request(
+    method: bytes, target: bytes, headers: Sequence[tuple[bytes, bytes]], body: bytes
+) -> bytes:
+    """A request on the wire: request line, headers, blank line, body.
+
+    Refuses CR, LF or NUL inside any part, so nothing can smuggle in a header or a
+    second request; one count over the head checks that, without a loop in Python.
+    """
+    head = b"".join(
+        [method, b" ", target, b" HTTP/1.1\r\n", *[n + b": " + v + b"\r\n" for n, v in headers]]
+    )
+    lines = len(headers) + 1
+    if head.count(b"\n") != lines or head.count(b"\r") != lines or b"\0" in head:
+        raise httpx.LocalProtocolError("header names and values must not contain CR, LF or NUL")
+    return head + b"\r\n" + body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
@@ -578,3 +579,40 @@ def test_concurrent_requests_keep_their_own_ids(
         t.join(20)
     assert errors == []
     assert len(upstream.requests) == 20
+
+
+def test_an_injected_http_client_is_used_for_upstream_calls(
+    upstream: FakeUpstream, upstream_url: str
+) -> None:
+    """create_app(http_client=...) sends through that client (HttpxUpstream)."""
+    from router.app import create_app
+    from router.server import server_config
+    from router.settings import Settings
+    from tests.servers import serve_in_thread
+
+    seen: list[str] = []
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def hook(request: httpx.Request) -> None:
+        seen.append(request.url.path)
+        loops.append(asyncio.get_running_loop())
+
+    settings = Settings(_env_file=None, litellm_url=upstream_url)  # type: ignore[call-arg]
+    injected = httpx.AsyncClient(event_hooks={"request": [hook]})
+    app = create_app(settings, http_client=injected)
+    config = server_config(app, settings, log_level="warning")
+    with serve_in_thread(app, config) as url, httpx.Client(timeout=10) as c:
+        r = c.post(f"{url}/v1/chat/completions", json=CHAT, headers={"User-Agent": JAVA_UA})
+        assert r.status_code == 200
+        with c.stream(
+            "POST",
+            f"{url}/v1/messages",
+            json={**CHAT, "stream": True},
+            headers={"x-test-chunks": "2"},
+        ) as s:
+            body = b"".join(s.iter_raw())
+        # the client is the caller's: it closes it, on the loop that used it
+        asyncio.run_coroutine_threadsafe(injected.aclose(), loops[0]).result(5)
+    assert seen == ["/v1/chat/completions", "/v1/messages"]
+    assert upstream.requests[0].header("x-sm-user-id") == "pycharm-ai-chat"
+    assert body.count(b"content_block_delta") >= 2

@@ -141,3 +141,12 @@ def test_inject_memory_headers_api_returns_new_dict() -> None:
     )
     assert out == {"user-agent": "ua", "x-sm-user-id": "me", "x-supermemory-api-key": "sm_k"}
     assert given["X-SM-User-Id"] == "spoof"
+
+
+def test_generated_request_ids_are_unique_and_well_formed() -> None:
+    from router.headers import RequestIds
+
+    make = RequestIds()
+    ids = [request_id_from(None, make) for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(len(i) == 16 and i.isalnum() for i in ids)

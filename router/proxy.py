@@ -39,7 +39,6 @@ from router.headers import (
     upstream_headers,
 )
 from router.memory_router import MemoryRouter
-from router.memory_trim import BurstTrimmer
 from router.metrics import CLIENT_CLOSED, INVALID, Metrics, method_label, route_label
 from router.ratelimit import Limit, RateLimiter
 from router.rules import Decision, InvalidCustomHeader
@@ -117,7 +116,6 @@ class Proxy:
         self._limiter = limiter
         self._upstream = upstream
         self._new_id = RequestIds()
-        self._burst = BurstTrimmer()
         self._max_body = settings.max_body_bytes
         self._max_header = settings.max_header_bytes
         self._key = settings.supermemory_key
@@ -247,7 +245,6 @@ class Proxy:
             )
 
         metrics.in_flight_of(user).inc()
-        self._burst.started()
         state = _Disconnect()
         task = asyncio.current_task()
         assert task is not None
@@ -279,7 +276,6 @@ class Proxy:
         finally:
             watcher.cancel()
             metrics.in_flight_of(user).dec()
-            self._burst.finished()
             metrics.duration_of(user, route).observe(perf_counter() - start)
             # Last, so that a request counted here has all its other samples recorded.
             metrics.requests_of(user, route, method, status).inc()

@@ -16,6 +16,7 @@ import pytest
 from router.app import RouterApp
 from tests.conftest import SM_KEY, RouterFactory
 from tests.fake_upstream import FakeUpstream
+from tests.metric_values import requests
 from tests.servers import wait_for
 
 JAVA_UA = "OpenAIClientImpl/Java unknown"
@@ -360,20 +361,7 @@ def test_client_disconnect_closes_upstream_promptly(
     assert upstream.disconnected.wait(5)
     assert upstream.disconnects[0] - left < 1.0
     registry = app.metrics.registry
-    wait_for(
-        lambda: (
-            registry.get_sample_value(
-                "memory_router_requests_total",
-                {
-                    "user_id": "default-dev",
-                    "route": "/v1/chat/completions",
-                    "method": "POST",
-                    "status": "499",
-                },
-            )
-            == 1
-        )
-    )
+    wait_for(lambda: requests(app, "default-dev", "/v1/chat/completions", "499") == 1)
     assert (
         registry.get_sample_value("memory_router_requests_in_flight", {"user_id": "default-dev"})
         == 0

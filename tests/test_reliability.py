@@ -16,6 +16,7 @@ from router.api_keys import digest
 from router.app import RouterApp
 from tests.conftest import SM_KEY, RouterFactory
 from tests.fake_upstream import FakeUpstream
+from tests.metric_values import requests
 from tests.servers import wait_for
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -386,18 +387,7 @@ def test_thousand_aborted_streams_leave_nothing_open(
     asyncio.run(run())
     registry = app.metrics.registry
     wait_for(
-        lambda: (
-            registry.get_sample_value(
-                "memory_router_requests_total",
-                {
-                    "user_id": "default-dev",
-                    "route": "/v1/chat/completions",
-                    "method": "POST",
-                    "status": "499",
-                },
-            )
-            == 1000
-        ),
+        lambda: requests(app, "default-dev", "/v1/chat/completions", "499") == 1000,
         timeout=30,
     )
     assert (

@@ -80,24 +80,44 @@ def _error_kind(exc: Exception) -> tuple[str, RouterError]:
     return "reset", UPSTREAM_UNREACHABLE
 
 
+WATCH_AFTER = 0.05
+
+
 class _Disconnect:
-    """Set by the watcher when the client hangs up."""
+    """Watches for the client hanging up while its request is being proxied.
 
-    __slots__ = ("finishing", "fired")
+    The watcher task starts only once a request has run for ``WATCH_AFTER``
+    seconds: most answers are done sooner, and so never pay for a task. A model
+    that thinks, or a stream, gets the watcher, which cancels the proxying task
+    the moment the client leaves, closing the upstream request with it.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_handle", "_receive", "_task", "_watcher", "finishing", "fired")
+
+    def __init__(self, receive: Receive, task: asyncio.Task[Any]) -> None:
+        self._receive = receive
+        self._task = task
+        self._watcher: asyncio.Future[None] | None = None
         self.fired = False
         self.finishing = False
+        self._handle = asyncio.get_running_loop().call_later(WATCH_AFTER, self._start)
 
+    def _start(self) -> None:
+        if not self.finishing:
+            self._watcher = asyncio.ensure_future(self._watch())
 
-async def _watch_disconnect(receive: Receive, task: asyncio.Task[Any], state: _Disconnect) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-    if not state.finishing:
-        state.fired = True
-        task.cancel()
+    async def _watch(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        if not self.finishing:
+            self.fired = True
+            self._task.cancel()
+
+    def close(self) -> None:
+        self.finishing = True
+        self._handle.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
 
 
 class Proxy:
@@ -245,10 +265,9 @@ class Proxy:
             )
 
         metrics.in_flight_of(user).inc()
-        state = _Disconnect()
         task = asyncio.current_task()
         assert task is not None
-        watcher = asyncio.create_task(_watch_disconnect(receive, task, state))
+        state = _Disconnect(receive, task)
         status = "500"
         try:
             status = await self._forward(
@@ -274,7 +293,7 @@ class Proxy:
             status = CLIENT_CLOSED
             self._log.info("%s client went away; upstream closed", request_id.decode())
         finally:
-            watcher.cancel()
+            state.close()
             metrics.in_flight_of(user).dec()
             metrics.duration_of(user, route).observe(perf_counter() - start)
             # Last, so that a request counted here has all its other samples recorded.

@@ -27,6 +27,8 @@ def server_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Con
         "server_header": False,
         "date_header": False,
         "lifespan": "on",
+        # No X-Forwarded-For rewriting: the loopback guard must see the real peer.
+        "proxy_headers": False,
         # On SIGTERM: stop accepting, let in-flight streams finish for up to this long.
         "timeout_graceful_shutdown": settings.drain_seconds,
     }

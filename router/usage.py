@@ -13,8 +13,8 @@ Understood shapes:
 
 from __future__ import annotations
 
-import contextlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,10 +126,43 @@ class JSONUsageTap:
         if self._chunks:
             body = b"".join(self._chunks)
             self._chunks = None
-            if _USAGE in body:
-                with contextlib.suppress(ValueError):
-                    self.usage.absorb(json.loads(body))
+            read_json_usage(body, self.usage)
         return self.usage
+
+
+_DECODER = json.JSONDecoder()
+_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
+
+
+def read_json_usage(body: bytes, usage: Usage) -> None:
+    """Fold the ``usage`` object of a JSON body into ``usage``.
+
+    Parses only that object, found from the end of the body (where OpenAI and
+    Anthropic put it), not the whole answer. A ``"usage"`` inside a string value
+    is escaped (``\\"usage\\"``), so every match is a key or a bare string; a
+    match that does not hold a usage object is skipped.
+    """
+    end = len(body)
+    while True:
+        at = body.rfind(_USAGE, 0, end)
+        if at < 0:
+            return
+        end = at
+        colon = body.find(b":", at + len(_USAGE))
+        if colon < 0:
+            continue
+        try:
+            obj, _ = _DECODER.raw_decode(body[colon + 1 :].decode("utf-8").lstrip())
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if isinstance(obj, dict):
+            usage.absorb({"usage": obj})
+            if usage.seen:
+                if usage.model is None:
+                    model = _MODEL.search(body)
+                    if model:
+                        usage.model = model.group(1).decode("utf-8", "replace")
+                return
 
 
 UsageTap = SSEUsageTap | JSONUsageTap

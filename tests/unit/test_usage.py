@@ -110,3 +110,20 @@ def test_huge_json_is_not_kept() -> None:
     tap.feed(b"x" * (9 * 1024 * 1024))
     tap.feed(b'"}')
     assert not tap.finish().seen
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"usage": {"prompt_tokens": 3, "completion_tokens": 4}, "kind": "usage"}',
+        b'{"choices": [{"message": {"content": "the \\"usage\\": {} key"}}],'
+        b' "usage": {"prompt_tokens": 3, "completion_tokens": 4}, "model": "m"}',
+        b'{"usage": {"prompt_tokens": 3, "completion_tokens": 4},'
+        b' "meta": {"note": "usage", "x": {"usage": "n/a"}}}',
+    ],
+)
+def test_json_usage_is_found_among_decoys(body: bytes) -> None:
+    tap = JSONUsageTap()
+    tap.feed(body)
+    usage = tap.finish()
+    assert (usage.seen, usage.prompt, usage.completion) == (True, 3, 4)

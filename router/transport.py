@@ -75,6 +75,7 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = True
         self._error: Exception | None = None
         self._head_only = False
+        self._until_close = False
 
     # -- asyncio.Protocol ----------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -91,6 +92,10 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._until_close and exc is None:
+            # A body without a length or chunking ends when the server closes.
+            self.keep_alive = False
+            self._finish()
         if not self.done:
             if not self._started:
                 self._fail(_StaleConnection())
@@ -108,6 +113,10 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._status = self._parser.get_status_code()
         self.keep_alive = self._parser.should_keep_alive()
+        framed = any(
+            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self._headers
+        )
+        self._until_close = not framed and self._status not in (204, 304) and self._status >= 200
         if self._head is not None and not self._head.done():
             self._head.set_result(None)
         if self._head_only:

@@ -228,3 +228,63 @@ async def test_head_request(serve) -> None:  # type: ignore[no-untyped-def]
     async with client() as c:
         r = await c.head(upstream.url)
         assert (r.status_code, r.headers["content-length"], r.content) == (200, "1234", b"")
+
+
+async def test_body_delimited_by_close(serve) -> None:  # type: ignore[no-untyped-def]
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await upstream.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nno length, ends at close")
+        await writer.drain()
+
+    upstream = await serve(handler)
+    async with client() as c:
+        r = await c.get(upstream.url)
+        assert r.content == b"no length, ends at close"
+        assert (await c.get(upstream.url)).status_code == 200  # a new connection
+    assert upstream.connections == 2
+
+
+async def test_empty_answers_keep_the_connection(serve) -> None:  # type: ignore[no-untyped-def]
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await upstream.read_request(reader)
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+    upstream = await serve(handler)
+    async with client() as c:
+        for _ in range(3):
+            r = await c.delete(upstream.url)
+            assert (r.status_code, r.content) == (204, b"")
+    assert upstream.connections == 1
+
+
+async def test_https_upstream() -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(OK)
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with httpx.AsyncClient(transport=LeanHTTPTransport(ssl_context=client_ctx)) as c:
+            for _ in range(2):
+                r = await c.get(f"https://127.0.0.1:{port}/v1/models")
+                assert (r.status_code, r.content) == (200, b"{}")
+        # an untrusted certificate is refused
+        async with httpx.AsyncClient(transport=LeanHTTPTransport()) as c:
+            with pytest.raises(httpx.ConnectError):
+                await c.get(f"https://127.0.0.1:{port}/")
+    finally:
+        server.close()
+        await server.wait_closed()

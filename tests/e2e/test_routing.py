@@ -184,3 +184,19 @@ def test_supermemory_key_reaches_supermemory_but_never_a_client(
         for header, value in response.headers.multi_items():
             assert key not in value, f"{name}: key returned in response header {header}"
         assert key.encode() not in response.content, f"{name}: key returned in the body"
+
+
+def test_litellm_takes_the_end_user_header_from_the_router(
+    router: Router, double: Double, clients: Clients
+) -> None:
+    """The router also sends x-litellm-end-user-id (LiteLLM's own end-user tracking).
+    The real LiteLLM accepts it, and as an x- header passes it on with the memory id."""
+    marker = nonce()
+    client = clients.openai(router.url, router.litellm.master_key, {"User-Agent": PYCHARM_UA})
+
+    answer = chat(client, f"who am I {marker}")
+
+    assert answer.startswith(ANSWER_PREFIX)
+    record = one_record(double.requests_with(marker))
+    assert only_header(record, "x-sm-user-id") == "pycharm-ai-chat"
+    assert header_values(record, "x-litellm-end-user-id") == ["pycharm-ai-chat"]

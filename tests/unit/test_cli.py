@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 EXE = shutil.which("memory-router")
@@ -22,9 +23,16 @@ def run(
         if not k.startswith(("MEMORY_ROUTER_", "SUPERMEMORY", "LITELLM"))
     }
     full_env.update(env or {})
-    return subprocess.run(
-        [EXE, *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=60
-    )
+    # An empty working directory: a developer's own .env must not change the outcome.
+    with tempfile.TemporaryDirectory() as empty:
+        return subprocess.run(
+            [EXE, *args],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            cwd=cwd or empty,
+            timeout=60,
+        )
 
 
 def test_explain_pattern() -> None:

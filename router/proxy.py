@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from time import perf_counter
 from typing import Any
 
@@ -44,26 +43,13 @@ from router.ratelimit import Limit, RateLimiter
 from router.rules import Decision, InvalidCustomHeader
 from router.settings import Settings
 from router.upstream import Upstream
-from router.usage import UsageTap, tap_for
+from router.usage import UsageTap, find_model, tap_for
 
 Scope = dict[str, Any]
 Receive = Any
 Send = Any
 
-_MODEL_KEY = b'"model"'
-_MODEL_VALUE = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
 _JSON_HEADERS = [(b"content-type", b"application/json")]
-
-
-def find_model(body: bytes) -> str | None:
-    """The request's ``model``, found without parsing the whole JSON body."""
-    start = body.find(_MODEL_KEY)
-    while start >= 0:
-        match = _MODEL_VALUE.match(body, start)
-        if match:
-            return match.group(1).decode("utf-8", "replace")
-        start = body.find(_MODEL_KEY, start + 1)
-    return None
 
 
 def _error_kind(exc: Exception) -> tuple[str, RouterError]:

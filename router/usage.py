@@ -131,7 +131,19 @@ class JSONUsageTap:
 
 
 _DECODER = json.JSONDecoder()
-_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
+_MODEL_KEY = b'"model"'
+_MODEL_VALUE = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
+
+
+def find_model(body: bytes) -> str | None:
+    """The first ``"model": "..."`` in a JSON body, found without parsing it all."""
+    start = body.find(_MODEL_KEY)
+    while start >= 0:
+        match = _MODEL_VALUE.match(body, start)
+        if match:
+            return match.group(1).decode("utf-8", "replace")
+        start = body.find(_MODEL_KEY, start + 1)
+    return None
 
 
 def read_json_usage(body: bytes, usage: Usage) -> None:
@@ -159,9 +171,7 @@ def read_json_usage(body: bytes, usage: Usage) -> None:
             usage.absorb({"usage": obj})
             if usage.seen:
                 if usage.model is None:
-                    model = _MODEL.search(body)
-                    if model:
-                        usage.model = model.group(1).decode("utf-8", "replace")
+                    usage.model = find_model(body)
                 return
 
 

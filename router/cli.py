@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from router import __version__
-from router.headers import memory_headers
+from router.headers import memory_header_names
 from router.memory_router import MemoryRouter, default_config_path
 from router.rules import ConfigError, InvalidCustomHeader, RoutingRules
 from router.settings import LOG_LEVELS, Settings, SettingsError, load_settings
@@ -107,14 +107,9 @@ def explain(args: argparse.Namespace) -> int:
     except InvalidCustomHeader as exc:
         print(f"refused (HTTP 400): {exc}", file=sys.stderr)
         return EXIT_REFUSED
-    injected = [
-        n.decode()
-        for n, _ in memory_headers(
-            info["user_id"],
-            settings.supermemory_key,
-            litellm_end_user=settings.litellm_end_user_header,
-        )
-    ]
+    injected = memory_header_names(
+        settings.supermemory_key, litellm_end_user=settings.litellm_end_user_header
+    )
     if args.json:
         print(json.dumps({**info, "injected_headers": injected}, indent=2))
         return EXIT_OK

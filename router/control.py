@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from router.errors import FORBIDDEN, invalid_user_id
-from router.headers import memory_headers
+from router.headers import memory_header_names
 from router.memory_router import MemoryRouter
 from router.metrics import Metrics
 from router.reload import ConfigReloader
@@ -89,12 +89,9 @@ def build_control_app(
         lifespan=lifespan,
     )
     guarded = [Depends(access_guard(settings))]
-    injected = [
-        name.decode()
-        for name, _ in memory_headers(
-            "x", settings.supermemory_key, litellm_end_user=settings.litellm_end_user_header
-        )
-    ]
+    injected = memory_header_names(
+        settings.supermemory_key, litellm_end_user=settings.litellm_end_user_header
+    )
 
     @app.exception_handler(Forbidden)
     async def forbidden(_: Request, __: Forbidden) -> Response:

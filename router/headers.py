@@ -117,6 +117,14 @@ class RequestIds:
         return self._prefix + b"%08x" % (next(self._counter) & 0xFFFFFFFF)
 
 
+def memory_header_names(supermemory_key: str | None, *, litellm_end_user: bool) -> list[str]:
+    """The names of the headers ``memory_headers`` adds with these settings."""
+    return [
+        n.decode()
+        for n, _ in memory_headers("-", supermemory_key, litellm_end_user=litellm_end_user)
+    ]
+
+
 def request_id_from(value: bytes | None, make: Callable[[], bytes] | None = None) -> bytes:
     """Keep a well-formed incoming request id; otherwise make a new one."""
     if value is not None and _REQUEST_ID_RE.fullmatch(value):

@@ -32,6 +32,7 @@ from router.errors import (
 from router.headers import (
     RequestIds,
     downstream_headers,
+    memory_header_names,
     memory_headers,
     rate_limit_headers,
     request_id_from,
@@ -131,8 +132,7 @@ class Proxy:
         self._metrics = metrics
         self._log = logger
         self._injected_names = ",".join(
-            name.decode()
-            for name, _ in memory_headers("x", self._key, litellm_end_user=self._end_user)
+            memory_header_names(self._key, litellm_end_user=self._end_user)
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

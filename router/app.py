@@ -117,7 +117,12 @@ def create_app(
     if registry is None:
         registry = CollectorRegistry()
     owns_client = http_client is None
-    timeouts = Timeouts(settings.connect_timeout, settings.read_timeout, settings.pool_timeout)
+    timeouts = Timeouts(
+        settings.connect_timeout,
+        settings.read_timeout,
+        settings.write_timeout,
+        settings.pool_timeout,
+    )
     upstream: Upstream
     if http_client is None:
         transport = build_transport(settings)

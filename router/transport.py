@@ -46,8 +46,12 @@ class _StaleConnection(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
+    """httpx's four timeouts. This transport needs no ``write``: a request is
+    handed to the socket's buffer in one call and never waits to be written."""
+
     connect: float | None
     read: float | None
+    write: float | None
     pool: float | None
 
 
@@ -418,7 +422,9 @@ class LeanHTTPTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """The httpx transport interface, for use under an ``httpx.AsyncClient``."""
         given: dict[str, Any] = request.extensions.get("timeout", {})
-        timeouts = Timeouts(given.get("connect"), given.get("read"), given.get("pool"))
+        timeouts = Timeouts(
+            given.get("connect"), given.get("read"), given.get("write"), given.get("pool")
+        )
         body = await request.aread()
         headers = list(request.headers.raw)
         if request.headers.get("transfer-encoding", "").lower() == "chunked":

@@ -67,7 +67,7 @@ class HttpxUpstream:
         self._timeout = {
             "connect": timeouts.connect,
             "read": timeouts.read,
-            "write": timeouts.read,
+            "write": timeouts.write,
             "pool": timeouts.pool,
         }
 

@@ -143,7 +143,7 @@ class Proxy:
         method = method_label(scope["method"])
         metrics = self._metrics
         rules = self._router.rules
-        wanted = rules.header_names
+        wanted = rules.header_names_raw
         raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
 
         # One pass over the headers: what the rules read, the request id, the length.
@@ -158,8 +158,8 @@ class Proxy:
                 request_id_raw = value
             elif name == b"content-length":
                 content_length = value
-            key = name.decode("latin-1")
-            if all_headers or key in wanted:
+            if all_headers or name in wanted:
+                key = name.decode("latin-1")
                 text = value.decode("latin-1")
                 lookup[key] = f"{lookup[key]}, {text}" if key in lookup else text
         if request_id_raw is not None and self._key_bytes and self._key_bytes in request_id_raw:
@@ -259,7 +259,7 @@ class Proxy:
             status = await self._forward(
                 scope,
                 send,
-                rules.custom_header.encode("latin-1"),
+                rules.custom_header_raw,
                 raw_headers,
                 body,
                 decision,

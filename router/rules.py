@@ -198,6 +198,14 @@ class RoutingRules:
     api_key_ids: Mapping[str, str] = field(default_factory=dict)
     precedence: tuple[IdentitySource, ...] = DEFAULT_PRECEDENCE
     limits: RateLimits = field(default_factory=RateLimits)
+    # Derived once here for the proxy, which compares raw ASGI header names (bytes).
+    header_names_raw: frozenset[bytes] = field(init=False)
+    custom_header_raw: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        names = frozenset(n.encode("latin-1") for n in self.header_names)
+        object.__setattr__(self, "header_names_raw", names)
+        object.__setattr__(self, "custom_header_raw", self.custom_header.encode("latin-1"))
 
     @property
     def custom_header(self) -> str:

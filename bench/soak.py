@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shlex
 import sys
 import tempfile
 import time
@@ -88,16 +89,8 @@ async def drive(
     return {"streams": done, "errors": errors}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="CI smoke: 50 clients, 5 s")
-    parser.add_argument("--clients", type=int, default=None)
-    parser.add_argument("--seconds", type=float, default=None)
-    parser.add_argument("--chunks", type=int, default=20, help="events per stream")
-    parser.add_argument("--gap-ms", type=int, default=10)
-    parser.add_argument("--warmup", type=float, default=None)
-    parser.add_argument("--rss-growth", type=float, default=0.25)
-    args = parser.parse_args(argv)
+def soak(command: list[str] | None, args: argparse.Namespace) -> dict[str, Any] | None:
+    """One soak run through the router build ``command`` (default: this checkout's)."""
     clients = args.clients or (50 if args.quick else 200)
     seconds = args.seconds or (5.0 if args.quick else 60.0)
     warmup = args.warmup if args.warmup is not None else min(10.0, seconds / 3)
@@ -114,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_ready(upstream, f"http://{HOST}:{up_port}/health", 20)
         router = procs.start(
             "router",
-            router_argv(router_port, f"http://{HOST}:{up_port}"),
+            router_argv(router_port, f"http://{HOST}:{up_port}", command),
             env=clean_env(SUPERMEMORY_API_KEY="sm_soak"),
         )
         url = f"http://{HOST}:{router_port}"
@@ -122,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     except SetupError as exc:
         print(f"setup failed: {exc}", file=sys.stderr)
         procs.stop_all()
-        return 2
+        return None
 
     try:
         rss_start = rss_kib(router.pid)["VmRSS"]
@@ -148,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         f"rss growth <= {args.rss_growth:.0%} after warm-up": growth <= args.rss_growth,
         "streams completed": result["streams"] > 0,
     }
-    summary = {
+    return {
+        "router": " ".join(command) if command else "this checkout",
         "clients": clients,
         "seconds": seconds,
         "events_per_stream": args.chunks,
@@ -166,8 +160,40 @@ def main(argv: list[str] | None = None) -> int:
         "checks": checks,
         "passed": all(checks.values()),
     }
-    print(json.dumps(summary, indent=2))
-    return 0 if summary["passed"] else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="CI smoke: 50 clients, 5 s")
+    parser.add_argument("--clients", type=int, default=None)
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--chunks", type=int, default=20, help="events per stream")
+    parser.add_argument("--gap-ms", type=int, default=10)
+    parser.add_argument("--warmup", type=float, default=None)
+    parser.add_argument("--rss-growth", type=float, default=0.25)
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="NAME=COMMAND",
+        help="also soak another router build (run after this checkout's), e.g. "
+        "before=/path/to/old/.venv/bin/memory-router",
+    )
+    args = parser.parse_args(argv)
+    builds: dict[str, list[str] | None] = {"router": None}
+    for item in args.compare:
+        name, sep, command = item.partition("=")
+        if not sep or not command.strip():
+            parser.error(f"--compare wants NAME=COMMAND, got {item!r}")
+        builds[f"router-{name}"] = shlex.split(command)
+    summaries: dict[str, Any] = {}
+    for name, command in builds.items():
+        summary = soak(command, args)
+        if summary is None:
+            return 2
+        summaries[name] = summary
+    print(json.dumps(summaries if len(summaries) > 1 else summaries["router"], indent=2))
+    return 0 if all(s["passed"] for s in summaries.values()) else 1
 
 
 if __name__ == "__main__":

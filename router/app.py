@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 from fastapi import FastAPI
@@ -24,43 +23,18 @@ from router.proxy import Proxy, Receive, Scope, Send
 from router.ratelimit import RateLimiter, build_rate_limiter
 from router.reload import ConfigReloader
 from router.settings import Settings
-from router.transport import LeanHTTPTransport, Timeouts
-from router.upstream import HttpxUpstream, LeanUpstream, Upstream
+from router.upstream import AiohttpUpstream, HttpxUpstream, Timeouts, Upstream
 
 
-def build_transport(settings: Settings) -> LeanHTTPTransport:
-    return LeanHTTPTransport(
+def build_upstream(settings: Settings) -> AiohttpUpstream:
+    """The shared upstream client: aiohttp's pool, short connect timeout, long
+    read timeout; see ``router.upstream`` for how it is set up for a proxy."""
+    return AiohttpUpstream(
+        settings.litellm_url,
+        timeouts=Timeouts(settings.connect_timeout, settings.read_timeout, settings.pool_timeout),
         max_connections=settings.max_connections,
-        max_keepalive_connections=settings.max_keepalive_connections,
         keepalive_expiry=settings.keepalive_expiry,
     )
-
-
-def build_http_client(
-    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
-) -> httpx.AsyncClient:
-    """The shared upstream client: pooled, short connect timeout, long read timeout.
-
-    httpx's API on ``LeanHTTPTransport``, a keep-alive pool built for this one job
-    (see ``router.transport`` for why).
-
-    It keeps no cookies (a shared jar would hand one caller's cookies to the next)
-    and adds no default headers of its own.
-    """
-    client = httpx.AsyncClient(
-        timeout=httpx.Timeout(
-            connect=settings.connect_timeout,
-            read=settings.read_timeout,
-            write=settings.write_timeout,
-            pool=settings.pool_timeout,
-        ),
-        transport=transport if transport is not None else build_transport(settings),
-        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-        follow_redirects=False,
-        trust_env=False,
-    )
-    client.headers.clear()
-    return client
 
 
 class RouterApp:
@@ -72,7 +46,7 @@ class RouterApp:
         settings: Settings,
         router: MemoryRouter,
         metrics: Metrics,
-        client: httpx.AsyncClient,
+        upstream: Upstream,
         control: FastAPI,
         proxy: Proxy,
         reloader: ConfigReloader,
@@ -81,7 +55,7 @@ class RouterApp:
         self.settings = settings
         self.router = router
         self.metrics = metrics
-        self.client = client
+        self.upstream = upstream
         self.control = control
         self.proxy = proxy
         self.reloader = reloader
@@ -108,7 +82,8 @@ def create_app(
     ``router`` defaults to the rules in ``settings.config`` (or the packaged
     rules); pass a ``MemoryRouter`` subclass to plug in your own id lookup.
     ``registry`` defaults to a fresh ``CollectorRegistry``. An ``http_client``
-    you pass stays yours to close; one built here is closed at shutdown. The
+    you pass is used through ``HttpxUpstream`` and stays yours to close; without
+one, the router uses aiohttp (``router.upstream``) and closes it at shutdown. The
     same goes for ``rate_limiter``, which defaults to Redis when ``REDIS_URL`` is
     set and to an in-process limiter otherwise.
     """
@@ -116,21 +91,12 @@ def create_app(
         router = MemoryRouter(settings.config)
     if registry is None:
         registry = CollectorRegistry()
-    owns_client = http_client is None
-    timeouts = Timeouts(
-        settings.connect_timeout,
-        settings.read_timeout,
-        settings.write_timeout,
-        settings.pool_timeout,
-    )
     upstream: Upstream
     if http_client is None:
-        transport = build_transport(settings)
-        client = build_http_client(settings, transport)
-        upstream = LeanUpstream(transport, settings.litellm_url, timeouts)
+        upstream = build_upstream(settings)
     else:
-        client = http_client
-        upstream = HttpxUpstream(client, settings.litellm_url, timeouts)
+        timeouts = Timeouts(settings.connect_timeout, settings.read_timeout, settings.pool_timeout)
+        upstream = HttpxUpstream(http_client, settings.litellm_url, timeouts)
     log = logger if logger is not None else logging.getLogger(LOGGER_NAME)
     redact(log, settings.secrets)
     metrics = Metrics(
@@ -172,8 +138,7 @@ def create_app(
             watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watch_task
-        if owns_client:
-            await client.aclose()
+        await upstream.aclose()  # a caller's httpx client stays open: it is theirs
         if owns_limiter:
             await limiter.aclose()
 
@@ -181,7 +146,7 @@ def create_app(
         settings=settings,
         router=router,
         metrics=metrics,
-        client=client,
+        upstream=upstream,
         reloader=reloader,
         on_startup=startup,
         on_shutdown=shutdown,
@@ -198,7 +163,7 @@ def create_app(
         settings=settings,
         router=router,
         metrics=metrics,
-        client=client,
+        upstream=upstream,
         control=control,
         proxy=proxy,
         reloader=reloader,

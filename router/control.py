@@ -7,13 +7,13 @@ token (``control_access``); the health endpoints are always open.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-import httpx
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -25,7 +25,9 @@ from router.metrics import Metrics
 from router.reload import ConfigReloader
 from router.rules import InvalidCustomHeader
 from router.settings import Settings
+from router.upstream import Upstream, UpstreamError
 
+READINESS_TIMEOUT = 3.0
 CONTROL_PATHS = frozenset({"/health", "/health/readiness", "/metrics", "/memory-routing/info"})
 
 
@@ -66,7 +68,7 @@ def build_control_app(
     settings: Settings,
     router: MemoryRouter,
     metrics: Metrics,
-    client: httpx.AsyncClient,
+    upstream: Upstream,
     reloader: ConfigReloader | None = None,
     on_startup: Callable[[], Awaitable[None]] | None = None,
     on_shutdown: Callable[[], Awaitable[None]] | None = None,
@@ -103,15 +105,15 @@ def build_control_app(
 
     @app.get("/health/readiness")
     async def readiness() -> JSONResponse:
-        url = settings.litellm_url + "/health/liveliness"
         try:
-            answer = await client.get(url, timeout=httpx.Timeout(3.0))
-            status = answer.status_code
+            async with asyncio.timeout(READINESS_TIMEOUT):
+                status, _, answer = await upstream("GET", b"/health/liveliness", (), b"")
+                await answer.aclose()
             litellm = "ok" if status == 200 else f"unhealthy (HTTP {status})"
-        except httpx.TimeoutException:
+        except TimeoutError:
             litellm = "timeout"
-        except httpx.TransportError:
-            litellm = "unreachable"
+        except UpstreamError as exc:
+            litellm = "timeout" if exc.kind.endswith("timeout") else "unreachable"
         ready = litellm == "ok"
         return JSONResponse(
             {

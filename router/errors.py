@@ -7,6 +7,7 @@ Messages are fixed sentences: no exception text or internals reach a client.
 The failures the router answers for itself::
 
     400 invalid_user_id        the custom header is empty or not a valid id
+    400 invalid_header         a header value is neither ASCII nor UTF-8
     403 user_id_not_allowed    the custom header policy does not allow that id here
     403 forbidden              a protected control endpoint was called without access
     413 request_too_large      the body is larger than max_body_bytes
@@ -85,6 +86,10 @@ def invalid_user_id(
     header: str, problem: str, *, status: int = 400, code: str = "invalid_user_id"
 ) -> RouterError:
     return RouterError(status, code, f"Header {header} {problem}.")
+
+
+def invalid_header(name: str) -> RouterError:
+    return RouterError(400, "invalid_header", f"Header {name} is not ASCII or UTF-8 text.")
 
 
 def headers_too_large(limit: int) -> RouterError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import re
 import secrets
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 RawHeaders = Sequence[tuple[bytes, bytes]]
 
@@ -37,6 +37,7 @@ _NOT_UPSTREAM = _HOP_BY_HOP | {b"host", b"content-length", REQUEST_ID.encode()}
 _NOT_DOWNSTREAM = _HOP_BY_HOP | {REQUEST_ID.encode()}
 _SM_PREFIX = b"x-supermemory-"
 _SM_USER = SM_USER_ID.encode()
+_SM_KEY = SM_API_KEY.encode()
 _REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -78,14 +79,18 @@ def upstream_headers(
 
 
 def downstream_headers(
-    headers: Iterable[tuple[bytes, bytes]], *, request_id: bytes
+    headers: Sequence[tuple[bytes, bytes]], *, request_id: bytes
 ) -> list[tuple[bytes, bytes]]:
-    """Headers to return to the client: upstream's, less hop-by-hop ones and any
-    echo of the Supermemory key header, plus our request id."""
+    """Headers to return to the client: upstream's (lower-case names), less
+    hop-by-hop ones, those the upstream named in ``Connection``, and any echo of
+    the Supermemory key header, plus our request id."""
+    drop = _NOT_DOWNSTREAM
+    if any(name == b"connection" for name, _ in headers):
+        drop = drop | _connection_tokens(headers)
     out = [
         (name, value)
         for name, value in headers
-        if name not in _NOT_DOWNSTREAM and not name.endswith(SM_API_KEY.encode())
+        if name not in drop and not name.endswith(_SM_KEY)
     ]
     out.append((REQUEST_ID.encode(), request_id))
     return out

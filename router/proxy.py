@@ -1,9 +1,18 @@
 """Forward one request to LiteLLM and stream the answer back, chunk by chunk.
 
 This is the hot path. It is a plain ASGI callable (no framework routing or
-middleware), does one pass over the request headers, reads the body up to a
-limit, makes one upstream request through ``router.upstream`` and relays
-the upstream response bytes as they arrive. A watcher notices a client that
+middleware). Each request gets one ``Exchange``: its id, API format, route,
+method, start time, user, decision and limit, and the status it ended with.
+However a request ends (refused, forwarded, failed upstream, abandoned by the
+client), ``Proxy._record`` counts it once, in one place.
+
+Identity comes from the request's header block only: the proxy takes an
+immutable copy of it on entry, and the id, the API key, the policy check, the
+rate limit and the forwarded headers are all decided from that copy. Nothing the
+server adds later (a chunked request's trailer fields, for example) can change
+them.
+
+The answer's bytes are relayed as they arrive. A watcher notices a client that
 hangs up and cancels the upstream call at once.
 """
 
@@ -14,8 +23,6 @@ import logging
 from time import perf_counter
 from typing import Any
 
-import httpx
-
 from router.errors import (
     ROUTER_BUG,
     UPSTREAM_BUSY,
@@ -25,6 +32,7 @@ from router.errors import (
     RouterError,
     api_format,
     headers_too_large,
+    invalid_header,
     invalid_user_id,
     rate_limited,
     request_too_large,
@@ -43,31 +51,59 @@ from router.metrics import CLIENT_CLOSED, INVALID, Metrics, method_label, route_
 from router.ratelimit import Limit, RateLimiter
 from router.rules import Decision, InvalidCustomHeader
 from router.settings import Settings
-from router.upstream import Upstream
+from router.upstream import ErrorKind, Upstream, UpstreamError
 from router.usage import UsageTap, find_model, tap_for
 
 Scope = dict[str, Any]
 Receive = Any
 Send = Any
+RawHeaders = tuple[tuple[bytes, bytes], ...]
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
-
-
-def _error_kind(exc: Exception) -> tuple[str, RouterError]:
-    if isinstance(exc, httpx.ConnectTimeout):
-        return "connect_timeout", UPSTREAM_TIMEOUT
-    if isinstance(exc, httpx.PoolTimeout):
-        return "pool_timeout", UPSTREAM_BUSY
-    if isinstance(exc, httpx.TimeoutException):
-        return "timeout", UPSTREAM_TIMEOUT
-    if isinstance(exc, httpx.ConnectError):
-        return "connect", UPSTREAM_UNREACHABLE
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return "protocol", UPSTREAM_UNREACHABLE
-    return "reset", UPSTREAM_UNREACHABLE
-
+_UPSTREAM_ERRORS: dict[ErrorKind, RouterError] = {
+    "connect": UPSTREAM_UNREACHABLE,
+    "connect_timeout": UPSTREAM_TIMEOUT,
+    "timeout": UPSTREAM_TIMEOUT,
+    "pool_timeout": UPSTREAM_BUSY,
+    "reset": UPSTREAM_UNREACHABLE,
+    "protocol": UPSTREAM_UNREACHABLE,
+}
 
 WATCH_AFTER = 0.05
+
+
+class Exchange:
+    """One request, from arrival to its last byte."""
+
+    __slots__ = (
+        "decision",
+        "fmt",
+        "in_flight",
+        "limit",
+        "method",
+        "request_id",
+        "route",
+        "start",
+        "status",
+        "user",
+    )
+
+    def __init__(self, scope: Scope, request_id: bytes, start: float) -> None:
+        path: str = scope["path"]
+        self.request_id = request_id
+        self.start = start
+        self.fmt: ApiFormat = api_format(path)
+        self.route = route_label(path)
+        self.method = method_label(scope["method"])
+        self.user = INVALID  # the metric label, until an id is decided
+        self.decision: Decision | None = None
+        self.limit: Limit | None = None
+        self.status = "500"
+        self.in_flight = False
+
+    @property
+    def rid(self) -> str:
+        return self.request_id.decode()
 
 
 class _Disconnect:
@@ -137,101 +173,101 @@ class Proxy:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = perf_counter()
-        path: str = scope["path"]
-        fmt = api_format(path)
-        route = route_label(path)
-        method = method_label(scope["method"])
-        metrics = self._metrics
-        rules = self._router.rules
-        wanted = rules.header_names_raw
-        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+        # The header block, copied once: everything below is decided from this copy.
+        headers: RawHeaders = tuple(scope["headers"])
+        wanted = self._router.rules.header_names_raw
+        all_headers = self._router.needs_all_headers
 
-        # One pass over the headers: what the rules read, the request id, the length.
+        # One pass: what the rules read, the request id, the length, size and encoding.
         lookup: dict[str, str] = {}
         request_id_raw: bytes | None = None
         content_length: bytes | None = None
-        all_headers = self._router.needs_all_headers
+        not_text: bytes | None = None
         header_bytes = 0
-        for name, value in raw_headers:
+        for name, value in headers:
             header_bytes += len(name) + len(value) + 4
             if name == b"x-request-id":
                 request_id_raw = value
             elif name == b"content-length":
                 content_length = value
+            if not value.isascii() and not_text is None and not _is_utf8(value):
+                not_text = name
             if all_headers or name in wanted:
                 key = name.decode("latin-1")
                 text = value.decode("latin-1")
                 lookup[key] = f"{lookup[key]}, {text}" if key in lookup else text
         if request_id_raw is not None and self._key_bytes and self._key_bytes in request_id_raw:
             request_id_raw = None  # never echo the key back, even when a client sends it
-        request_id = request_id_from(request_id_raw, self._new_id)
-        if header_bytes > self._max_header:
-            metrics.rejected.labels("headers_too_large").inc()
-            metrics.requests_of(INVALID, route, method, "431").inc()
-            await _reply(send, headers_too_large(self._max_header), fmt, request_id)
-            return
+        x = Exchange(scope, request_id_from(request_id_raw, self._new_id), start)
+        try:
+            if header_bytes > self._max_header:
+                self._metrics.rejected.labels("headers_too_large").inc()
+                await self._reply(send, x, headers_too_large(self._max_header))
+            else:
+                await self._serve(
+                    x, scope, headers, lookup, content_length, not_text, receive, send
+                )
+        finally:
+            self._record(x)
 
+    async def _serve(
+        self,
+        x: Exchange,
+        scope: Scope,
+        headers: RawHeaders,
+        lookup: dict[str, str],
+        content_length: bytes | None,
+        not_text: bytes | None,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        metrics = self._metrics
         try:
             decision = self._router.decide_lower(lookup)
         except InvalidCustomHeader as exc:
             metrics.rejected.labels(exc.code).inc()
-            metrics.requests_of(INVALID, route, method, str(exc.status)).inc()
-            self._log.warning("%s rejected: %s", request_id.decode(), exc)
+            self._log.warning("%s rejected: %s", x.rid, exc)
             error = invalid_user_id(exc.header, exc.problem, status=exc.status, code=exc.code)
-            await _reply(send, error, fmt, request_id)
+            await self._reply(send, x, error)
             return
         except Exception:
-            self._log.exception("%s routing failed", request_id.decode())
-            metrics.requests_of(INVALID, route, method, "500").inc()
-            await _reply(send, ROUTER_BUG, fmt, request_id)
+            self._log.exception("%s routing failed", x.rid)
+            await self._reply(send, x, ROUTER_BUG)
             return
+        if not_text is not None:
+            # aiohttp writes header values as UTF-8: any other bytes would change on the way.
+            metrics.rejected.labels("invalid_header").inc()
+            await self._reply(send, x, invalid_header(not_text.decode("latin-1")))
+            return
+        x.decision = decision
+        x.user = metrics.user_label(decision.user_id)
+        metrics.decisions_of(x.user, decision.source).inc()
+        metrics.in_flight_of(x.user).inc()
+        x.in_flight = True
 
-        user = metrics.user_label(decision.user_id)
-        metrics.decisions_of(user, decision.source).inc()
-
-        limit = rules.limits.for_user(decision.user_id)
-        if limit is not None:
-            verdict = await self._limiter.check(decision.user_id, limit)
-            if not verdict.allowed:
-                reason = verdict.reason or "requests"
-                metrics.rate_limited.labels(user, reason).inc()
-                error = rate_limited(decision.user_id, reason, verdict.retry_after)
-                metrics.requests_of(user, route, method, str(error.status)).inc()
-                self._log.warning(
-                    "%s rate limited: user_id=%s reason=%s retry_after=%.2fs",
-                    request_id.decode(),
-                    decision.user_id,
-                    reason,
-                    verdict.retry_after,
-                )
-                extra = rate_limit_headers(
-                    limit=verdict.limit,
-                    remaining=verdict.remaining,
-                    reset_seconds=verdict.reset_seconds,
-                    retry_after=verdict.retry_after,
-                )
-                await _reply(send, error, fmt, request_id, extra)
-                return
+        x.limit = limit = self._router.rules.limits.for_user(decision.user_id)
+        if limit is not None and not await self._admit(x, limit, send):
+            return
 
         if (
             content_length is not None
             and content_length.isdigit()
             and int(content_length) > self._max_body
         ):
-            await self._refuse_large(send, fmt, request_id, user, route, method, start)
+            await self._refuse_large(x, send)
             return
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                metrics.requests_of(user, route, method, CLIENT_CLOSED).inc()
+                x.status = CLIENT_CLOSED
                 return
             chunk = message.get("body", b"")
             if chunk:
                 size += len(chunk)
                 if size > self._max_body:
-                    await self._refuse_large(send, fmt, request_id, user, route, method, start)
+                    await self._refuse_large(x, send)
                     return
                 chunks.append(chunk)
             if not message.get("more_body", False):
@@ -242,7 +278,7 @@ class Proxy:
         if self._log.isEnabledFor(logging.INFO):
             self._log.info(
                 "%s routing model=%s user_id=%s source=%s rule=%s injected=%s",
-                request_id.decode(),
+                x.rid,
                 model or "-",
                 decision.user_id,
                 decision.source,
@@ -250,87 +286,85 @@ class Proxy:
                 self._injected_names,
             )
 
-        metrics.in_flight_of(user).inc()
         task = asyncio.current_task()
         assert task is not None
-        state = _Disconnect(receive, task)
-        status = "500"
+        watch = _Disconnect(receive, task)
         try:
-            status = await self._forward(
-                scope,
-                send,
-                rules.custom_header_raw,
-                raw_headers,
-                body,
-                decision,
-                limit,
-                request_id,
-                fmt,
-                user,
-                route,
-                model,
-                start,
-                state,
-            )
+            await self._forward(x, scope, headers, body, model, send, watch)
         except asyncio.CancelledError:
-            if not state.fired:
+            if not watch.fired:
                 raise
             task.uncancel()
-            status = CLIENT_CLOSED
-            self._log.info("%s client went away; upstream closed", request_id.decode())
+            x.status = CLIENT_CLOSED
+            self._log.info("%s client went away; upstream closed", x.rid)
         finally:
-            state.close()
-            metrics.in_flight_of(user).dec()
-            metrics.duration_of(user, route).observe(perf_counter() - start)
-            # Last, so that a request counted here has all its other samples recorded.
-            metrics.requests_of(user, route, method, status).inc()
+            watch.close()
+
+    async def _admit(self, x: Exchange, limit: Limit, send: Send) -> bool:
+        """Ask the rate limiter; answer 429 (or 503) and return False when refused."""
+        assert x.decision is not None
+        verdict = await self._limiter.check(x.decision.user_id, limit)
+        if verdict.allowed:
+            return True
+        reason = verdict.reason or "requests"
+        self._metrics.rate_limited.labels(x.user, reason).inc()
+        self._log.warning(
+            "%s rate limited: user_id=%s reason=%s retry_after=%.2fs",
+            x.rid,
+            x.decision.user_id,
+            reason,
+            verdict.retry_after,
+        )
+        extra = rate_limit_headers(
+            limit=verdict.limit,
+            remaining=verdict.remaining,
+            reset_seconds=verdict.reset_seconds,
+            retry_after=verdict.retry_after,
+        )
+        await self._reply(
+            send, x, rate_limited(x.decision.user_id, reason, verdict.retry_after), extra
+        )
+        return False
 
     async def _forward(
         self,
+        x: Exchange,
         scope: Scope,
-        send: Send,
-        custom_header: bytes,
-        raw_headers: list[tuple[bytes, bytes]],
+        headers: RawHeaders,
         body: bytes,
-        decision: Decision,
-        limit: Limit | None,
-        request_id: bytes,
-        fmt: ApiFormat,
-        user: str,
-        route: str,
         model: str | None,
-        start: float,
-        state: _Disconnect,
-    ) -> str:
-        """Send upstream and relay the answer. Returns the status to record."""
+        send: Send,
+        watch: _Disconnect,
+    ) -> None:
+        """Send upstream and relay the answer; ``x.status`` says how it ended."""
         metrics = self._metrics
+        decision = x.decision
+        assert decision is not None
         inject = memory_headers(decision.user_id, self._key, litellm_end_user=self._end_user)
-        inject.append((b"x-request-id", request_id))
-        headers = upstream_headers(raw_headers, custom_header=custom_header, inject=inject)
+        inject.append((b"x-request-id", x.request_id))
+        out = upstream_headers(
+            headers, custom_header=self._router.rules.custom_header_raw, inject=inject
+        )
         target: bytes = scope.get("raw_path") or scope["path"].encode()
         query: bytes = scope.get("query_string", b"")
         if query:
             target += b"?" + query
-        metrics.overhead.observe(perf_counter() - start)
+        metrics.overhead.observe(perf_counter() - x.start)
         try:
             status, answer_headers, answer = await self._upstream(
-                scope["method"], target, headers, body
+                scope["method"], target, out, body
             )
-        except httpx.TransportError as exc:
-            kind, error = _error_kind(exc)
-            metrics.upstream_errors.labels(user, kind).inc()
-            self._log.warning(
-                "%s upstream %s error: %s", request_id.decode(), kind, type(exc).__name__
-            )
-            state.finishing = True
-            await _reply(send, error, fmt, request_id)
-            return str(error.status)
+        except UpstreamError as exc:
+            self._upstream_failed(x, exc, "")
+            watch.finishing = True
+            await self._reply(send, x, _UPSTREAM_ERRORS[exc.kind])
+            return
 
         try:
             content_type: bytes | None = None
             content_encoding: bytes | None = None
             has_length = False
-            out_headers: list[tuple[bytes, bytes]] = []
+            relayed: list[tuple[bytes, bytes]] = []
             for name, value in answer_headers:
                 lname = name.lower()
                 if lname == b"content-type":
@@ -339,12 +373,13 @@ class Proxy:
                     content_encoding = value
                 elif lname == b"content-length":
                     has_length = True
-                out_headers.append((lname, value))
+                relayed.append((lname, value))
+            x.status = str(status)
             await send(
                 {
                     "type": "http.response.start",
                     "status": status,
-                    "headers": downstream_headers(out_headers, request_id=request_id),
+                    "headers": downstream_headers(relayed, request_id=x.request_id),
                 }
             )
             tap: UsageTap | None = tap_for(content_type, content_encoding)
@@ -353,77 +388,81 @@ class Proxy:
                 async for chunk in answer:
                     if first:
                         first = False
-                        metrics.ttfb_of(user, route).observe(perf_counter() - start)
+                        metrics.ttfb_of(x.user, x.route).observe(perf_counter() - x.start)
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     if tap is not None:
                         tap.feed(chunk)
-            except httpx.TransportError as exc:
-                kind, _ = _error_kind(exc)
-                metrics.upstream_errors.labels(user, kind).inc()
-                self._log.warning(
-                    "%s upstream %s error mid-response: %s",
-                    request_id.decode(),
-                    kind,
-                    type(exc).__name__,
-                )
-                state.finishing = True
-                await _end_broken_stream(send, content_type, fmt, has_length)
-                return str(status)
+            except UpstreamError as exc:
+                self._upstream_failed(x, exc, " mid-response")
+                watch.finishing = True
+                await _end_broken_stream(send, content_type, x.fmt, has_length)
+                return
             if first:
-                metrics.ttfb_of(user, route).observe(perf_counter() - start)
-            state.finishing = True
+                metrics.ttfb_of(x.user, x.route).observe(perf_counter() - x.start)
+            watch.finishing = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             if tap is not None:
                 usage = tap.finish()
                 if usage.seen:
                     metrics.record_tokens(
-                        user, model or usage.model, usage.prompt, usage.completion
+                        x.user, model or usage.model, usage.prompt, usage.completion
                     )
+                    limit = x.limit
                     if limit is not None and limit.tokens_per_minute:
                         await self._limiter.add_tokens(
                             decision.user_id, limit, usage.prompt + usage.completion
                         )
-            return str(status)
         finally:
             await answer.aclose()
 
-    async def _refuse_large(
+    def _upstream_failed(self, x: Exchange, exc: UpstreamError, where: str) -> None:
+        self._metrics.upstream_errors.labels(x.user, exc.kind).inc()
+        self._log.warning("%s upstream %s error%s: %s", x.rid, exc.kind, where, exc)
+
+    async def _refuse_large(self, x: Exchange, send: Send) -> None:
+        self._metrics.rejected.labels("body_too_large").inc()
+        await self._reply(send, x, request_too_large(self._max_body))
+
+    async def _reply(
         self,
         send: Send,
-        fmt: ApiFormat,
-        request_id: bytes,
-        user: str,
-        route: str,
-        method: str,
-        start: float,
+        x: Exchange,
+        error: RouterError,
+        extra: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
-        self._metrics.rejected.labels("body_too_large").inc()
-        self._metrics.requests_of(user, route, method, "413").inc()
-        self._metrics.duration_of(user, route).observe(perf_counter() - start)
-        await _reply(send, request_too_large(self._max_body), fmt, request_id)
+        """Answer with one of the router's own errors, in the caller's API format."""
+        x.status = str(error.status)
+        body = error.body(x.fmt)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": error.status,
+                "headers": [
+                    *_JSON_HEADERS,
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", x.request_id),
+                    *(extra or ()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    def _record(self, x: Exchange) -> None:
+        """Count a finished request: the one place every outcome is recorded."""
+        metrics = self._metrics
+        if x.in_flight:
+            metrics.in_flight_of(x.user).dec()
+        metrics.duration_of(x.user, x.route).observe(perf_counter() - x.start)
+        # Last, so that a request counted here has all its other samples recorded.
+        metrics.requests_of(x.user, x.route, x.method, x.status).inc()
 
 
-async def _reply(
-    send: Send,
-    error: RouterError,
-    fmt: ApiFormat,
-    request_id: bytes,
-    extra: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    body = error.body(fmt)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": error.status,
-            "headers": [
-                *_JSON_HEADERS,
-                (b"content-length", str(len(body)).encode()),
-                (b"x-request-id", request_id),
-                *(extra or ()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 async def _end_broken_stream(

@@ -9,6 +9,7 @@ from typing import Any
 
 import uvicorn
 
+from router.http_protocol import REQUEST_LINE_ALLOWANCE, guarded_protocol
 from router.settings import Settings
 
 
@@ -16,7 +17,8 @@ def server_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Con
     """uvicorn config for the router.
 
     One worker (prometheus-client counters live in the process). No Server or
-    Date header of its own: upstream's pass through unchanged.
+    Date header of its own: upstream's pass through unchanged. The HTTP protocol
+    is ``router.http_protocol``'s guarded httptools.
     """
     options: dict[str, Any] = {
         "host": settings.host,
@@ -31,6 +33,8 @@ def server_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Con
         "proxy_headers": False,
         # On SIGTERM: stop accepting, let in-flight streams finish for up to this long.
         "timeout_graceful_shutdown": settings.drain_seconds,
+        # httptools, with the request head bounded and trailer fields dropped.
+        "http": guarded_protocol(settings.max_header_bytes + REQUEST_LINE_ALLOWANCE),
     }
     options.update(overrides)
     return uvicorn.Config(app, **options)

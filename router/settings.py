@@ -53,11 +53,11 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(32 * 1024, ge=1024)
     connect_timeout: float = Field(5.0, gt=0)
     read_timeout: float = Field(600.0, gt=0)
-    write_timeout: float = Field(60.0, gt=0)
     pool_timeout: float = Field(10.0, gt=0)
     max_connections: int = Field(4096, ge=1)
-    max_keepalive_connections: int = Field(256, ge=0)
-    keepalive_expiry: float = Field(30.0, ge=0)
+    # Below uvicorn's 5 s keep-alive (LiteLLM runs on it): an idle connection is
+    # dropped here before the upstream can close it under a request being written.
+    keepalive_expiry: float = Field(4.0, ge=0)
     max_user_id_labels: int = Field(100, ge=1)
     litellm_end_user_header: bool = True
 

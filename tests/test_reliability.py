@@ -14,6 +14,7 @@ import pytest
 
 from router.api_keys import digest
 from router.app import RouterApp
+from router.upstream import AiohttpUpstream
 from tests.conftest import SM_KEY, RouterFactory
 from tests.fake_upstream import FakeUpstream
 from tests.metric_values import requests
@@ -395,8 +396,9 @@ def test_thousand_aborted_streams_leave_nothing_open(
         == 0
     )
     wait_for(lambda: len(upstream.disconnects) == 1000, timeout=30)
-    transport = app.client._transport  # type: ignore[attr-defined]
-    wait_for(lambda: transport.connections_in_use == 0)
+    upstream_client = app.upstream
+    assert isinstance(upstream_client, AiohttpUpstream)
+    wait_for(lambda: upstream_client.in_use == 0)
     # and the router still serves
     assert httpx.post(f"{url}/v1/chat/completions", json=CHAT).status_code == 200
 

@@ -41,13 +41,20 @@ _SM_KEY = SM_API_KEY.encode()
 _REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 
-def _connection_tokens(headers: RawHeaders) -> frozenset[bytes]:
-    """Header names listed in ``Connection``, which are hop-by-hop too."""
-    tokens: set[bytes] = set()
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close"})
+
+
+def _without(drop: frozenset[bytes], headers: RawHeaders) -> frozenset[bytes]:
+    """``drop`` plus the header names listed in ``Connection``, which are
+    hop-by-hop too (RFC 9110 7.6.1). The usual bare ``keep-alive`` or ``close``
+    names nothing else, and costs no set."""
+    tokens: set[bytes] | None = None
     for name, value in headers:
-        if name == b"connection":
+        if name == b"connection" and value not in _PLAIN_CONNECTION:
+            if tokens is None:
+                tokens = set()
             tokens.update(t.strip().lower() for t in value.split(b","))
-    return frozenset(tokens)
+    return drop if tokens is None else drop | tokens
 
 
 def upstream_headers(
@@ -63,9 +70,7 @@ def upstream_headers(
     header, and every memory header the client sent itself (``x-sm-user-id``,
     ``x-supermemory-*``), then appends ``inject``.
     """
-    drop = _NOT_UPSTREAM
-    if any(name == b"connection" for name, _ in headers):
-        drop = drop | _connection_tokens(headers)
+    drop = _without(_NOT_UPSTREAM, headers)
     out = [
         (name, value)
         for name, value in headers
@@ -84,9 +89,7 @@ def downstream_headers(
     """Headers to return to the client: upstream's (lower-case names), less
     hop-by-hop ones, those the upstream named in ``Connection``, and any echo of
     the Supermemory key header, plus our request id."""
-    drop = _NOT_DOWNSTREAM
-    if any(name == b"connection" for name, _ in headers):
-        drop = drop | _connection_tokens(headers)
+    drop = _without(_NOT_DOWNSTREAM, headers)
     out = [
         (name, value)
         for name, value in headers

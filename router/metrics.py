@@ -239,6 +239,7 @@ class Metrics:
         self.ttfb_of = Children(self.ttfb)
         self.in_flight_of = Children(self.in_flight)
         self.decisions_of = Children(self.decisions)
+        self.tokens_of = Children(self.tokens)
 
     def user_label(self, user_id: str) -> str:
         label = self.user_ids.admit(user_id)
@@ -254,6 +255,6 @@ class Metrics:
     ) -> None:
         model_label = self.model_label(model)
         if prompt:
-            self.tokens.labels(user_label, model_label, "prompt").inc(prompt)
+            self.tokens_of(user_label, model_label, "prompt").inc(prompt)
         if completion:
-            self.tokens.labels(user_label, model_label, "completion").inc(completion)
+            self.tokens_of(user_label, model_label, "completion").inc(completion)

@@ -10,6 +10,7 @@ Test knobs travel as request headers (the router forwards them untouched):
 - ``x-test-break-after: N``  stream N chunks, then drop the connection
 - ``x-test-hold: 1``         stream one chunk, then hold the stream open until the client leaves
 - ``x-test-echo-headers: 1`` put the received headers in the JSON answer
+- ``x-test-location: url``   add ``Location: url`` (with ``x-test-status: 307``, a redirect)
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ class FakeUpstream:
         extra: list[tuple[bytes, bytes]] = [(b"x-upstream", b"fake")]
         if "x-test-set-cookie" in knobs:
             extra.append((b"set-cookie", knobs["x-test-set-cookie"].encode()))
+        if "x-test-location" in knobs:
+            extra.append((b"location", knobs["x-test-location"].encode()))
         if status != 200:
             err = {
                 "error": {"message": f"upstream says {status}", "type": "upstream", "code": status}

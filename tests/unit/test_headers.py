@@ -114,6 +114,25 @@ def test_downstream_headers() -> None:
 
 
 @pytest.mark.parametrize(
+    ("connection", "dropped"),
+    [
+        ([b"keep-alive"], set()),
+        ([b"close"], set()),
+        ([b"Keep-Alive, X-Internal"], {b"x-internal"}),
+        ([b"keep-alive, x-internal , X-Other"], {b"x-internal", b"x-other"}),
+        ([b"x-internal", b"x-other"], {b"x-internal", b"x-other"}),
+    ],
+)
+def test_downstream_drops_what_connection_names(
+    connection: list[bytes], dropped: set[bytes]
+) -> None:
+    names = [b"x-internal", b"x-other", b"x-public"]
+    given = [(b"connection", c) for c in connection] + [(n, b"v") for n in names]
+    out = downstream_headers(given, request_id=b"rid")
+    assert [n for n, _ in out] == [n for n in names if n not in dropped] + [b"x-request-id"]
+
+
+@pytest.mark.parametrize(
     ("incoming", "kept"),
     [
         (b"abc-123", True),

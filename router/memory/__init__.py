@@ -1,0 +1,1 @@
+"""Memory: retrieval before a call and storage after it, behind one backend interface."""

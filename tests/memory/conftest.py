@@ -1,13 +1,60 @@
-"""Fixtures for the memory tests: real backends (a SQLite file in a tmp dir)."""
+"""Fixtures for the memory tests: the Supermemory v5 double on a real uvicorn server,
+and real backends (a SQLite file in a tmp dir)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from router.memory.local import LocalBackend
+from tests.doubles.supermemory_api import DoubleState, create_app
+from tests.servers import serve_in_thread
+
+DOUBLE_KEY = "sm_double_key_5f3a9c1e7b2d"
+
+
+@dataclass
+class Double:
+    url: str
+    api_key: str
+    state: DoubleState
+
+    def reset(self) -> None:
+        with self.state.lock:
+            self.state.namespaces.clear()
+            self.state.requests.clear()
+            self.state.fail_next.clear()
+            self.state.hold.clear()
+            self.state.held = 0
+        self.state.release.set()  # frees anything a previous test left waiting
+        self.state.release.clear()
+
+    def requests_for(self, operation: str) -> list[dict[str, object]]:
+        with self.state.lock:
+            return [r for r in self.state.requests if r["operation"] == operation]
+
+
+@pytest.fixture(scope="session")
+def double_server() -> Iterator[Double]:
+    app = create_app(api_key=DOUBLE_KEY)
+    with serve_in_thread(app) as url:
+        double = Double(url=url, api_key=DOUBLE_KEY, state=app.state.double)
+        try:
+            yield double
+        finally:
+            double.state.release.set()
+
+
+@pytest.fixture
+def double(double_server: Double) -> Iterator[Double]:
+    double_server.reset()
+    try:
+        yield double_server
+    finally:
+        double_server.state.release.set()
 
 
 @pytest.fixture

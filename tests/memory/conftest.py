@@ -1,5 +1,5 @@
 """Fixtures for the memory tests: the Supermemory v5 double on a real uvicorn server,
-and real backends (a SQLite file in a tmp dir)."""
+and real backends (a SQLite file in a tmp dir, the SDK-based backend against the double)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from router.memory.local import LocalBackend
+from router.memory.supermemory_api import SupermemoryApiBackend
 from tests.doubles.supermemory_api import DoubleState, create_app
 from tests.servers import serve_in_thread
 
@@ -60,6 +61,17 @@ def double(double_server: Double) -> Iterator[Double]:
 @pytest.fixture
 async def local_backend(tmp_path: Path) -> AsyncIterator[LocalBackend]:
     backend = await LocalBackend.open(tmp_path / "memories.sqlite3")
+    try:
+        yield backend
+    finally:
+        await backend.aclose()
+
+
+@pytest.fixture
+async def api_backend(double: Double) -> AsyncIterator[SupermemoryApiBackend]:
+    backend = SupermemoryApiBackend.create(
+        api_key=double.api_key, base_url=double.url, timeout=10.0, trust_env=False
+    )
     try:
         yield backend
     finally:

@@ -3,7 +3,9 @@ and real backends (a SQLite file in a tmp dir, the SDK-based backend against the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,15 @@ from tests.doubles.supermemory_api import DoubleState, create_app
 from tests.servers import serve_in_thread
 
 DOUBLE_KEY = "sm_double_key_5f3a9c1e7b2d"
+
+
+async def until(condition: Callable[[], object], within: float = 5.0) -> None:
+    """Yield to the event loop until ``condition()`` is truthy; fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(0.005)
 
 
 @dataclass

@@ -55,10 +55,12 @@ class Chat:
 class TurnInfo:
     """Where the conversation stands.
 
-    ``new_turn``: the last message is a user message with typed text, so this request
-    starts a turn. Otherwise (a tool result, a system reminder, an assistant prefill) the
-    request continues the turn whose user message is at ``index``; ``query`` is that
-    message's typed text. ``index`` is None when no user message has typed text.
+    ``new_turn``: the last message is a user message that is neither tool results nor
+    only ``<system-reminder>`` text, so this request starts a turn; ``query`` is its typed
+    text and ``index`` its position (None, with an empty query, when it holds no text, say
+    an image alone). Otherwise (a tool result, a system reminder, an assistant prefill) the
+    request continues the turn whose user message is at ``index``, and ``query`` is that
+    message's typed text; ``index`` is None when no user message has typed text.
     """
 
     new_turn: bool
@@ -111,6 +113,25 @@ def typed_text(message: Any) -> str:
     return "\n\n".join(t for t in texts if t)
 
 
+def _starts_turn(message: Any) -> bool:
+    """A user message without typed text that still starts a turn: not a tool result,
+    not a system reminder (an image alone, say)."""
+    if not isinstance(message, dict) or message.get("role") != "user":
+        return False
+    content = message.get("content")
+    if isinstance(content, str):
+        return _REMINDER.search(content) is None
+    if not isinstance(content, list):
+        return False
+    for part in content:
+        if not isinstance(part, dict) or part.get("type") == "tool_result":
+            return False
+        text = part.get("text")
+        if part.get("type") == "text" and isinstance(text, str) and _REMINDER.search(text):
+            return False
+    return True
+
+
 def turn_of(chat: Chat) -> TurnInfo:
     """Whether ``chat`` starts a new user turn, and which message holds that turn's text."""
     messages = chat.messages
@@ -118,6 +139,8 @@ def turn_of(chat: Chat) -> TurnInfo:
     text = typed_text(messages[last])
     if text:
         return TurnInfo(new_turn=True, query=text, index=last)
+    if _starts_turn(messages[last]):
+        return TurnInfo(new_turn=True, query="", index=None)
     for index in range(last - 1, -1, -1):
         text = typed_text(messages[index])
         if text:

@@ -121,7 +121,23 @@ TURN_CASES: list[tuple[str, str, list[Any], TurnInfo]] = [
         "openai image only",
         "/v1/chat/completions",
         [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "u"}}]}],
-        TurnInfo(False, "", None),
+        TurnInfo(True, "", None),
+    ),
+    (
+        "anthropic image after a tool loop",
+        "/v1/messages",
+        [
+            {"role": "user", "content": "look at this"},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": [{"type": "image", "source": {"type": "base64"}}]},
+        ],
+        TurnInfo(True, "", None),
+    ),
+    (
+        "empty string content",
+        "/v1/chat/completions",
+        [{"role": "user", "content": "earlier"}, {"role": "user", "content": ""}],
+        TurnInfo(True, "", None),
     ),
     (
         "anthropic string",

@@ -135,6 +135,38 @@ class Settings(BaseSettings):
     def log_level_number(self) -> int:
         return int(logging.getLevelName(self.log_level))
 
+    # --- Memory (issue 14) -------------------------------------------------------------
+    # Which backend retrieves and stores memories. supermemory-router: Supermemory's proxy
+    # does it (headers only, as before); supermemory-api: the router calls Supermemory's
+    # v5 API itself; local: one SQLite file; off: identity and metrics only.
+    memory_backend: Literal["supermemory-router", "supermemory-api", "local", "off"] = (
+        "supermemory-router"
+    )
+    memory_api_url: str = "https://api.supermemory.ai"
+    memory_api_timeout: float = Field(10.0, gt=0)
+    memory_local_path: Path = Path("memory-router.sqlite3")
+    memory_budget_seconds: float = Field(0.3, gt=0, le=10)
+    memory_search_limit: int = Field(5, ge=1, le=50)
+    memory_queue_size: int = Field(1000, ge=1)
+    memory_store_attempts: int = Field(4, ge=1, le=20)
+    memory_store_backoff_seconds: float = Field(0.5, ge=0)
+
+    @field_validator("memory_api_url")
+    @classmethod
+    def _check_memory_api_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")) or value[-3:] == "://":
+            raise ValueError("must be an http:// or https:// URL, e.g. http://localhost:6767")
+        if "?" in value or "#" in value:
+            raise ValueError("must not contain a query or fragment")
+        return value
+
+    @model_validator(mode="after")
+    def _check_memory(self) -> Settings:
+        if self.memory_backend == "supermemory-api" and self.supermemory_api_key is None:
+            raise ValueError("memory_backend=supermemory-api needs SUPERMEMORY_API_KEY to be set")
+        return self
+
 
 class SettingsError(Exception):
     """Settings are invalid; the message names each bad setting (never its value)."""

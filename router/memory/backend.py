@@ -1,0 +1,114 @@
+"""The interface every memory backend implements, and the values it passes around.
+
+A backend scopes every call by the user id the router decided: it is the SQLite
+rows' owner in the local store and the namespace (container tag) in Supermemory.
+Nothing else a client sends can widen or move that scope.
+
+Failures::
+
+    MemoryBackendError        the backend refused or failed; do not retry
+    └── TransientMemoryError  timeouts, connection errors, 429 and 5xx; worth a retry
+    InvalidUserId (ValueError)  a user id outside the namespace rule, refused before any I/O
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+# Supermemory's rule for container tags and namespaces; the router's user ids follow it too.
+USER_ID_PATTERN = r"[A-Za-z0-9_:-]{1,100}"
+_USER_ID_RE = re.compile(USER_ID_PATTERN)
+
+MetadataValue = str | int | float | bool
+
+
+class MemoryBackendError(Exception):
+    """A memory backend failed; the message never holds a key or a memory's text."""
+
+
+class TransientMemoryError(MemoryBackendError):
+    """A failure that may pass: a timeout, a dropped connection, a 429 or a 5xx."""
+
+
+class InvalidUserId(ValueError):
+    """The user id is not 1-100 characters of ``A-Z a-z 0-9 _ : -``."""
+
+
+def check_user_id(user_id: str) -> str:
+    """Return ``user_id`` if it is a valid namespace name, else raise ``InvalidUserId``."""
+    if not isinstance(user_id, str) or _USER_ID_RE.fullmatch(user_id) is None:
+        raise InvalidUserId("user id must be 1-100 characters of A-Z a-z 0-9 _ : -")
+    return user_id
+
+
+def new_turn_id() -> str:
+    """A fresh id for one stored turn; retries reuse it, so a store is idempotent."""
+    return "mr_" + uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    """One memory as a backend returns it."""
+
+    id: str
+    text: str
+    score: float | None = None
+    created_at: str | None = None
+    conversation_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One finished exchange to store: what the user said and what the assistant answered."""
+
+    user_text: str
+    assistant_text: str
+    conversation_id: str | None = None
+    metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
+    id: str = field(default_factory=new_turn_id)
+
+    def content(self) -> str:
+        """The text a backend stores and searches."""
+        return f"User: {self.user_text}\nAssistant: {self.assistant_text}"
+
+
+# A module-level alias: inside the protocol, ``list`` names the method.
+Memories = list[Memory]
+
+
+@runtime_checkable
+class MemoryBackend(Protocol):
+    """Search, store, list and forget memories, always within one user id."""
+
+    @property
+    def name(self) -> str:
+        """The backend's label in metrics and logs."""
+        ...
+
+    async def search(self, user_id: str, query: str, limit: int) -> Memories:
+        """The ``limit`` best matches for ``query`` among ``user_id``'s memories."""
+        ...
+
+    async def store(self, user_id: str, turn: Turn) -> str:
+        """Store ``turn`` under ``user_id``; returns the stored item's id."""
+        ...
+
+    async def list(self, user_id: str, limit: int = 100) -> Memories:
+        """``user_id``'s memories, newest first."""
+        ...
+
+    async def forget(self, user_id: str, memory_id: str) -> bool:
+        """Remove one of ``user_id``'s memories; False when there was none by that id."""
+        ...
+
+    async def forget_all(self, user_id: str) -> int:
+        """Remove all of ``user_id``'s memories; returns how many went."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and threads."""
+        ...

@@ -1,0 +1,89 @@
+"""Fixtures for the memory tests: the Supermemory v5 double on a real uvicorn server,
+and real backends (a SQLite file in a tmp dir, the SDK-based backend against the double)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from router.memory.local import LocalBackend
+from router.memory.supermemory_api import SupermemoryApiBackend
+from tests.doubles.supermemory_api import DoubleState, create_app
+from tests.servers import serve_in_thread
+
+DOUBLE_KEY = "sm_double_key_5f3a9c1e7b2d"
+
+
+async def until(condition: Callable[[], object], within: float = 5.0) -> None:
+    """Yield to the event loop until ``condition()`` is truthy; fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(0.005)
+
+
+@dataclass
+class Double:
+    url: str
+    api_key: str
+    state: DoubleState
+
+    def reset(self) -> None:
+        with self.state.lock:
+            self.state.namespaces.clear()
+            self.state.requests.clear()
+            self.state.fail_next.clear()
+            self.state.hold.clear()
+            self.state.held = 0
+        self.state.release.set()  # frees anything a previous test left waiting
+        self.state.release.clear()
+
+    def requests_for(self, operation: str) -> list[dict[str, object]]:
+        with self.state.lock:
+            return [r for r in self.state.requests if r["operation"] == operation]
+
+
+@pytest.fixture(scope="session")
+def double_server() -> Iterator[Double]:
+    app = create_app(api_key=DOUBLE_KEY)
+    with serve_in_thread(app) as url:
+        double = Double(url=url, api_key=DOUBLE_KEY, state=app.state.double)
+        try:
+            yield double
+        finally:
+            double.state.release.set()
+
+
+@pytest.fixture
+def double(double_server: Double) -> Iterator[Double]:
+    double_server.reset()
+    try:
+        yield double_server
+    finally:
+        double_server.state.release.set()
+
+
+@pytest.fixture
+async def local_backend(tmp_path: Path) -> AsyncIterator[LocalBackend]:
+    backend = await LocalBackend.open(tmp_path / "memories.sqlite3")
+    try:
+        yield backend
+    finally:
+        await backend.aclose()
+
+
+@pytest.fixture
+async def api_backend(double: Double) -> AsyncIterator[SupermemoryApiBackend]:
+    backend = SupermemoryApiBackend.create(
+        api_key=double.api_key, base_url=double.url, timeout=10.0, trust_env=False
+    )
+    try:
+        yield backend
+    finally:
+        await backend.aclose()

@@ -1,0 +1,120 @@
+"""The memory settings block, and building the subsystem from it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from router.memory.backend import Turn
+from router.memory.factory import open_backend, open_service
+from router.memory.local import LocalBackend
+from router.memory.supermemory_api import SupermemoryApiBackend
+from router.settings import Settings, SettingsError, load_settings
+from tests.memory.conftest import Double
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    proxies = ("http_proxy", "https_proxy", "all_proxy")  # the factory's client honours them
+    for name in list(os.environ):
+        if (
+            name.startswith("MEMORY_ROUTER_")
+            or name in ("SUPERMEMORY_API_KEY", "LITELLM_URL")
+            or name.lower() in proxies
+        ):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults_keep_todays_behaviour() -> None:
+    s = load_settings()
+    assert s.memory_backend == "supermemory-router"
+    assert s.memory_api_url == "https://api.supermemory.ai"
+    assert s.memory_budget_seconds == 0.3
+    assert (s.memory_search_limit, s.memory_queue_size, s.memory_store_attempts) == (5, 1000, 4)
+
+
+def test_one_environment_variable_switches_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMORY_ROUTER_MEMORY_BACKEND", "local")
+    monkeypatch.setenv("MEMORY_ROUTER_MEMORY_LOCAL_PATH", "/data/memories.sqlite3")
+    monkeypatch.setenv("MEMORY_ROUTER_MEMORY_BUDGET_SECONDS", "0.15")
+    s = load_settings()
+    assert (s.memory_backend, str(s.memory_local_path), s.memory_budget_seconds) == (
+        "local",
+        "/data/memories.sqlite3",
+        0.15,
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"memory_backend": "redis"}, "memory_backend"),
+        ({"memory_backend": "supermemory-api"}, "SUPERMEMORY_API_KEY"),
+        ({"memory_api_url": "ftp://x"}, "memory_api_url"),
+        ({"memory_api_url": "http://x/?a=1"}, "memory_api_url"),
+        ({"memory_budget_seconds": 0}, "memory_budget_seconds"),
+        ({"memory_queue_size": 0}, "memory_queue_size"),
+    ],
+)
+def test_bad_memory_settings_are_named(overrides: dict[str, object], named: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(**overrides)
+    assert named in str(caught.value)
+
+
+def test_the_api_url_loses_its_trailing_slash() -> None:
+    s = load_settings(memory_api_url="http://localhost:6767/")
+    assert s.memory_api_url == "http://localhost:6767"
+
+
+@pytest.mark.parametrize("backend", ["supermemory-router", "off"])
+async def test_no_service_when_the_router_does_no_memory(backend: str) -> None:
+    settings = Settings(_env_file=None, memory_backend=backend)  # type: ignore[call-arg]
+    assert await open_backend(settings) is None
+    assert await open_service(settings, CollectorRegistry()) is None
+
+
+async def test_the_local_service_creates_its_directory(tmp_path: Path) -> None:
+    path = tmp_path / "volume" / "nested" / "memories.sqlite3"
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, memory_backend="local", memory_local_path=path
+    )
+    registry = CollectorRegistry()
+    service = await open_service(settings, registry)
+    assert service is not None
+    try:
+        assert isinstance(service.backend, LocalBackend)
+        assert path.exists()
+        assert service.budget == 0.3
+    finally:
+        await service.aclose(1)
+
+
+async def test_the_api_service_talks_to_the_configured_url(double: Double) -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        memory_backend="supermemory-api",
+        supermemory_api_key=double.api_key,
+        memory_api_url=double.url,
+    )
+    registry = CollectorRegistry()
+    service = await open_service(settings, registry)
+    assert service is not None
+    service.start()
+    try:
+        assert isinstance(service.backend, SupermemoryApiBackend)
+        service.queue.submit("alice", Turn("my editor is helix", "ok"))
+        await service.queue.join()
+        body = json.dumps({"messages": [{"role": "user", "content": "which editor?"}]}).encode()
+        new, outcome, _ = await service.prepare("alice", "/v1/chat/completions", body)
+    finally:
+        await service.aclose(1)
+    assert outcome == "injected"
+    assert b"helix" in new
+    labels = {"backend": "supermemory-api", "outcome": "injected"}
+    assert registry.get_sample_value("memory_router_memory_retrievals_total", labels) == 1

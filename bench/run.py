@@ -184,6 +184,13 @@ def wait_ready(proc: Proc, url: str, timeout: float) -> float:
     raise SetupError(f"{proc.name} not ready at {url} after {timeout:.0f}s:\n{proc.tail()}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> dict[str, int]:
     out: dict[str, int] = {}
     with open(f"/proc/{pid}/status") as f:
@@ -427,6 +434,8 @@ class Bench:
             url,
         ]
         self.wrk_connections[target] = self.wrk_connections.get(target, 0) + conns
+        router = self.routers.get(target)
+        cpu_before = cpu_seconds(router.static.pid) if router else 0.0
         out = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=seconds + 60)
         line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
         if out.returncode != 0 or line is None:
@@ -435,6 +444,9 @@ class Bench:
         data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
         lat = data["latency_us"]
         data["p50_ms"], data["p99_ms"] = lat["p50"] / 1000, lat["p99"] / 1000
+        if router is not None and data["requests"]:
+            # The router's own CPU time per request: steadier than req/s on a shared machine.
+            data["cpu_us"] = (cpu_seconds(router.static.pid) - cpu_before) / data["requests"] * 1e6
         errs = {k: v for k, v in data["errors"].items() if v}
         if errs or data["requests"] == 0:
             self.error(f"wrk {target} c={conns}: errors {errs}, {data['requests']} requests")
@@ -942,17 +954,18 @@ def markdown(b: Bench, meta: dict[str, Any], targets: dict[str, Any]) -> str:
     tg = targets.get("rps_vs_litellm", {})
     w(f"## 2. Throughput, 16 connections: router ≥ {RPS_TIMES_LITELLM} times LiteLLM's requests/s")
     w("")
-    w("| Path | req/s | p50 ms | p99 ms | % of nginx req/s |")
-    w("| --- | --- | --- | --- | --- |")
+    w("| Path | req/s | p50 ms | p99 ms | % of nginx req/s | router CPU µs per request |")
+    w("| --- | --- | --- | --- | --- | --- |")
     for t in b.targets:
         if not row_target(t):
             w(f"| {t} | n/a | n/a | n/a | n/a |")
             continue
         c16 = wrk[t]["c16"]
         share = 100 * c16["rps"] / wrk["nginx"]["c16"]["rps"]
+        cpu = fmt(c16["cpu_us"], 0) if "cpu_us" in c16 else "n/a"
         w(
             f"| {t} | {c16['rps']:.0f} | {fmt(c16['p50_ms'])} | {fmt(c16['p99_ms'])} "
-            f"| {share:.1f}% |"
+            f"| {share:.1f}% | {cpu} |"
         )
     w("")
     times = tg.get("value")

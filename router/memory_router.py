@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from router.exceptions import DetectUserIdError
 from router.headers import inject_memory_headers, lower_keys
 from router.rules import (
     Decision,
@@ -68,7 +69,7 @@ class MemoryRouter:
             return cached(tuple(headers.get(name) for name in rules.header_names))
         user_id = self.detect_user_id(headers)
         if not isinstance(user_id, str) or not is_valid_user_id(user_id):
-            raise ValueError(f"detect_user_id returned an invalid user id: {user_id!r}")
+            raise DetectUserIdError(f"detect_user_id returned an invalid user id: {user_id!r}")
         base = cached(tuple(headers.get(name) for name in rules.header_names))
         return base if base.user_id == user_id else Decision(user_id, "custom_code")
 

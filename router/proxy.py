@@ -17,18 +17,18 @@ from typing import Any
 import httpx
 
 from router.errors import (
-    ROUTER_BUG,
     UPSTREAM_BUSY,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
     ApiFormat,
     RouterError,
     api_format,
+    error_for,
     headers_too_large,
-    invalid_user_id,
     rate_limited,
     request_too_large,
 )
+from router.exceptions import InvalidCustomHeader
 from router.headers import (
     RequestIds,
     downstream_headers,
@@ -41,7 +41,7 @@ from router.headers import (
 from router.memory_router import MemoryRouter
 from router.metrics import CLIENT_CLOSED, INVALID, Metrics, method_label, route_label
 from router.ratelimit import Limit, RateLimiter
-from router.rules import Decision, InvalidCustomHeader
+from router.rules import Decision
 from router.settings import Settings
 from router.upstream import Upstream
 from router.usage import UsageTap, find_model, tap_for
@@ -174,16 +174,17 @@ class Proxy:
         try:
             decision = self._router.decide_lower(lookup)
         except InvalidCustomHeader as exc:
-            metrics.rejected.labels(exc.code).inc()
-            metrics.requests_of(INVALID, route, method, str(exc.status)).inc()
+            error = error_for(exc)
+            metrics.rejected.labels(error.code).inc()
+            metrics.requests_of(INVALID, route, method, str(error.status)).inc()
             self._log.warning("%s rejected: %s", request_id.decode(), exc)
-            error = invalid_user_id(exc.header, exc.problem, status=exc.status, code=exc.code)
             await _reply(send, error, fmt, request_id)
             return
-        except Exception:
+        except Exception as exc:
             self._log.exception("%s routing failed", request_id.decode())
-            metrics.requests_of(INVALID, route, method, "500").inc()
-            await _reply(send, ROUTER_BUG, fmt, request_id)
+            error = error_for(exc)
+            metrics.requests_of(INVALID, route, method, str(error.status)).inc()
+            await _reply(send, error, fmt, request_id)
             return
 
         user = metrics.user_label(decision.user_id)

@@ -20,9 +20,10 @@ from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from router.exceptions import ConfigError
 from router.memory_router import MemoryRouter
 from router.metrics import Metrics
-from router.rules import ConfigError, load_rules
+from router.rules import load_rules
 
 Trigger = Literal["file", "sighup", "api"]
 

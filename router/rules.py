@@ -19,6 +19,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from router.api_keys import KEY_HEADERS, api_key_from, check_key_ref, digest, resolve_key_ref
+from router.exceptions import ConfigError, InvalidCustomHeader
 from router.limits import RateLimits, RateLimitsSection, compile_limits
 
 USER_ID_PATTERN = r"[A-Za-z0-9_:-]{1,100}"
@@ -112,10 +113,6 @@ class UserIdMappings(BaseModel):
         return value
 
 
-class ConfigError(Exception):
-    """The routing config cannot be used. The message names the file and the problem."""
-
-
 @dataclass(frozen=True, slots=True)
 class CompiledPattern:
     index: int
@@ -146,20 +143,6 @@ class Decision:
         if self.source == "custom_code":
             return f"custom detect_user_id -> {self.user_id}"
         return f"no rule matched -> default {self.user_id}"
-
-
-class InvalidCustomHeader(Exception):
-    """The caller named its own user id, but it is not a valid id (400) or the
-    custom header policy does not allow it (403)."""
-
-    def __init__(
-        self, header: str, problem: str, *, status: int = 400, code: str = "invalid_user_id"
-    ) -> None:
-        super().__init__(f"header {header}: {problem}")
-        self.header = header
-        self.problem = problem
-        self.status = status
-        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,9 +298,7 @@ def _from_custom_header(rules: RoutingRules, headers: Mapping[str, str]) -> Deci
         )
     refusal = rules.policy.refusal(claimed, api_key_from(headers))
     if refusal is not None:
-        raise InvalidCustomHeader(
-            rules.custom_header, refusal, status=403, code="user_id_not_allowed"
-        )
+        raise InvalidCustomHeader(rules.custom_header, refusal, kind="not_allowed")
     return Decision(claimed, "custom_header")
 
 

@@ -20,6 +20,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from router.exceptions import SettingsError
+
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
 
@@ -134,10 +136,6 @@ class Settings(BaseSettings):
     @property
     def log_level_number(self) -> int:
         return int(logging.getLevelName(self.log_level))
-
-
-class SettingsError(Exception):
-    """Settings are invalid; the message names each bad setting (never its value)."""
 
 
 def load_settings(**overrides: Any) -> Settings:

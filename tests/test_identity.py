@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from router.api_keys import digest
+from router.exceptions import ConfigError
 from router.memory_router import MemoryRouter
-from router.rules import ConfigError, decide, load_rules, parse_rules
+from router.rules import decide, load_rules, parse_rules
 from tests.conftest import RouterFactory
 from tests.fake_upstream import FakeUpstream
 

@@ -15,9 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from router.exceptions import InvalidCustomHeader
 from router.headers import memory_headers, upstream_headers
 from router.memory_router import MemoryRouter
-from router.rules import InvalidCustomHeader, decide
+from router.rules import decide
 from router.server import server_config
 from router.settings import Settings
 from tests.conftest import SM_KEY

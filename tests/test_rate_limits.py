@@ -11,9 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from router.exceptions import ConfigError
 from router.limits import RateLimits
 from router.ratelimit import Limit
-from router.rules import ConfigError, load_rules
+from router.rules import load_rules
 from tests.conftest import RouterFactory
 from tests.fake_upstream import FakeUpstream
 from tests.redis_server import RedisServer

@@ -206,7 +206,8 @@ def test_custom_header_requires_an_api_key(
 
 
 def test_plaintext_api_key_in_config_is_refused(tmp_path: Path) -> None:
-    from router.rules import ConfigError, load_rules
+    from router.exceptions import ConfigError
+    from router.rules import load_rules
 
     cfg = _rules(
         tmp_path / "rules.yaml",
@@ -236,7 +237,8 @@ def test_control_endpoints_can_be_protected(
 def test_loopback_guard_refuses_other_addresses() -> None:
     from starlette.requests import Request
 
-    from router.control import Forbidden, access_guard
+    from router.control import access_guard
+    from router.exceptions import Forbidden
     from router.settings import Settings
 
     guard = access_guard(Settings(_env_file=None, control_access="loopback"))  # type: ignore[call-arg]

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from router.exceptions import ConfigError, InvalidCustomHeader
 from router.memory_router import default_config_path
-from router.rules import ConfigError, InvalidCustomHeader, decide, load_rules, parse_rules
+from router.rules import decide, load_rules, parse_rules
 
 RULES = parse_rules(
     textwrap.dedent(

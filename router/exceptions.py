@@ -1,0 +1,77 @@
+"""Every exception the router raises, in one place.
+
+The tree::
+
+    MemoryRouterError
+    ├── SetupError                the router is set up wrongly: the CLI prints the
+    │   │                         message and exits 2; a reload keeps the old rules
+    │   ├── SettingsError         a flag, environment variable or .env entry is invalid
+    │   ├── ConfigError           the routing config file cannot be used
+    │   └── MissingDependency     a setting needs an optional package that is not
+    │                             installed (REDIS_URL without memory-router[redis])
+    ├── RequestRefused            the router answers a request itself, forwarding nothing
+    │   ├── InvalidCustomHeader   the caller named its own id: kind "invalid" (not a
+    │   │                         valid id) or "not_allowed" (the policy refuses it)
+    │   └── Forbidden             a protected control endpoint, called without access
+    └── DetectUserIdError         a custom ``detect_user_id`` returned an invalid id
+
+Exceptions say what went wrong, never which HTTP status answers it: that is
+``router.errors.error_for``, the one mapping from an exception to the router's
+reply, used by the proxy, the control endpoints and the CLI alike.
+
+Some refusals are found on the hot path without raising (headers or body too
+large, a rate limit) and upstream failures arrive as the HTTP client's own
+exceptions; ``router.errors`` builds the replies for those directly.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+
+class MemoryRouterError(Exception):
+    """Base class of the router's own exceptions."""
+
+
+class SetupError(MemoryRouterError):
+    """The router cannot run as set up. The message says what to fix."""
+
+
+class SettingsError(SetupError):
+    """Settings are invalid; the message names each bad setting (never its value)."""
+
+
+class ConfigError(SetupError):
+    """The routing config cannot be used. The message names the file, the place in
+    the document and the problem."""
+
+
+class MissingDependency(SetupError):
+    """A setting needs an optional package that is not installed."""
+
+
+class RequestRefused(MemoryRouterError):
+    """The router will not forward this request and answers it itself."""
+
+
+InvalidHeaderKind = Literal["invalid", "not_allowed"]
+
+
+class InvalidCustomHeader(RequestRefused):
+    """The caller named its own user id, but the value is not a valid id
+    (kind ``invalid``) or the custom header policy does not allow it (kind
+    ``not_allowed``). Falling back to another id would mix two tenants' memories."""
+
+    def __init__(self, header: str, problem: str, *, kind: InvalidHeaderKind = "invalid") -> None:
+        super().__init__(f"header {header}: {problem}")
+        self.header = header
+        self.problem = problem
+        self.kind: InvalidHeaderKind = kind
+
+
+class Forbidden(RequestRefused):
+    """A protected control endpoint was called by a caller ``control_access`` excludes."""
+
+
+class DetectUserIdError(MemoryRouterError, ValueError):
+    """A subclass's ``detect_user_id`` returned something that is not a valid user id."""

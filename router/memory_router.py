@@ -14,14 +14,8 @@ from typing import Any
 
 from router.exceptions import DetectUserIdError
 from router.headers import inject_memory_headers, lower_keys
-from router.rules import (
-    Decision,
-    RoutingRules,
-    decide,
-    is_valid_user_id,
-    load_rules,
-    make_cached_decider,
-)
+from router.rules import Decision, RoutingRules, decide, load_rules, make_cached_decider
+from router.user_ids import is_valid_user_id
 
 
 def default_config_path() -> Path:

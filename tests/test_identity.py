@@ -98,7 +98,17 @@ def test_key_config_errors(tmp_path: Path) -> None:
         "user_id_mappings:\n  api_keys:\n    - {key: 'env:NOT_SET_ANYWHERE', user_id: a}\n"
         "  default_user_id: d\n"
     )
-    with pytest.raises(ConfigError, match="NOT_SET_ANYWHERE is not set"):
+    with pytest.raises(
+        ConfigError, match=r"api_keys\[0\] \(key 1\): key: .*NOT_SET_ANYWHERE is not"
+    ):
+        load_rules(bad, environ={})
+    bad.write_text(
+        "user_id_mappings:\n  custom_header_policy: {api_keys: ['env:NOT_SET_EITHER']}\n"
+        "  default_user_id: d\n"
+    )
+    with pytest.raises(
+        ConfigError, match=r"custom_header_policy.api_keys\[0\] \(key 1\): .*NOT_SET_EITHER"
+    ):
         load_rules(bad, environ={})
     bad.write_text("user_id_mappings:\n  precedence: [api_key, api_key]\n  default_user_id: d\n")
     with pytest.raises(ConfigError, match=r"precedence.*twice"):

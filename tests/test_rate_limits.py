@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from router.exceptions import ConfigError
-from router.limits import RateLimits
 from router.ratelimit import Limit
+from router.ratelimit.config import RateLimits
 from router.rules import load_rules
 from tests.conftest import RouterFactory
 from tests.fake_upstream import FakeUpstream

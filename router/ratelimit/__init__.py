@@ -16,7 +16,6 @@ the past is the same as a fresh, full budget, so stale state can be dropped at a
 
 from __future__ import annotations
 
-from router.ratelimit.gcra import Limit, RateLimiter, Verdict
 from router.ratelimit.memory import MemoryRateLimiter
 from router.ratelimit.redis_limiter import (
     DEFAULT_PREFIX,
@@ -24,6 +23,7 @@ from router.ratelimit.redis_limiter import (
     ErrorCallback,
     RedisRateLimiter,
 )
+from router.ratelimit.types import Limit, RateLimiter, Verdict
 
 __all__ = [
     "DEFAULT_PREFIX",

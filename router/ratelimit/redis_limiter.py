@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from router.ratelimit.gcra import Limit, Params, Verdict, allowed_without_state
+from router.ratelimit.types import Limit, Params, Verdict, allowed_without_state
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

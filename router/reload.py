@@ -25,7 +25,7 @@ from router.memory_router import MemoryRouter
 from router.metrics import Metrics
 from router.rules import load_rules
 
-Trigger = Literal["file", "sighup", "api"]
+Trigger = Literal["file", "sighup"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +49,7 @@ class ReloadMetrics:
         )
         self.reloads = Counter(
             "memory_router_config_reloads",
-            "Config reload attempts, by trigger (file, sighup, api) and outcome.",
+            "Config reload attempts, by trigger (file, sighup) and outcome.",
             ["trigger", "outcome"],
             registry=registry,
         )

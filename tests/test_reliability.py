@@ -104,7 +104,7 @@ def test_in_flight_request_keeps_its_decision_across_a_reload(
         chunks = r.iter_raw()
         next(chunks)
         _rules(cfg, "default_user_id: new-rules\n")
-        assert app.reloader.reload("api")
+        assert app.reloader.reload("sighup")
         rest = b"".join(chunks)
     assert rest.endswith(b"data: [DONE]\n\n")
     assert upstream.last().header("x-sm-user-id") == "old-rules"

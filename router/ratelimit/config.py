@@ -68,10 +68,6 @@ class RateLimits:
     def for_user(self, user_id: str) -> Limit | None:
         return self.overrides.get(user_id, self.default)
 
-    @property
-    def enabled(self) -> bool:
-        return self.default is not None or any(v is not None for v in self.overrides.values())
-
 
 def compile_limits(section: RateLimitsSection) -> RateLimits:
     return RateLimits(

@@ -44,7 +44,10 @@ def build_rate_limiter(
     fail_open: bool = True,
     on_error: ErrorCallback | None = None,
 ) -> RateLimiter:
-    """A Redis-backed limiter when ``redis_url`` is set, else an in-process one."""
+    """A Redis-backed limiter when ``redis_url`` is set, else an in-process one.
+
+    Redis is an optional package (``memory-router[redis]``): without it, a URL
+    raises ``MissingDependency`` saying what to install."""
     if redis_url:
         return RedisRateLimiter(redis_url, fail_open=fail_open, on_error=on_error)
     return MemoryRateLimiter()

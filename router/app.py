@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from router.control import CONTROL_PATHS, build_control_app
-from router.logs import LOGGER_NAME, redact
+from router.logs import LOGGER_NAME, redact_handlers
 from router.memory_router import MemoryRouter, default_config_path
 from router.metrics import Metrics
 from router.proxy import Proxy, Receive, Scope, Send
@@ -132,7 +132,7 @@ def create_app(
         client = http_client
         upstream = HttpxUpstream(client, settings.litellm_url, timeouts)
     log = logger if logger is not None else logging.getLogger(LOGGER_NAME)
-    redact(log, settings.secrets)
+    redact_handlers(log, settings.secrets)
     metrics = Metrics(
         registry,
         max_user_ids=settings.max_user_id_labels,
@@ -148,7 +148,10 @@ def create_app(
             metrics.limiter_errors.labels(kind).inc()
 
         limiter = build_rate_limiter(
-            redis_url, fail_open=settings.rate_limit_fail_open, on_error=limiter_failed
+            redis_url,
+            fail_open=settings.rate_limit_fail_open,
+            on_error=limiter_failed,
+            logger=log.getChild("ratelimit"),
         )
     reloader = ConfigReloader(
         router,

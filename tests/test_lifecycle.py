@@ -105,12 +105,18 @@ def test_process_logs_decisions_and_never_the_key(
     httpx.post(
         f"{router.url}/v1/chat/completions", json=CHAT, headers={"x-supermemory-api-key": SM_KEY}
     )  # even when a client sends it
+    httpx.post(  # or names it as its id, which the routing line would show
+        f"{router.url}/v1/chat/completions",
+        json={**CHAT, "stream": False},
+        headers={"x-memory-user-id": SM_KEY},
+    )
     router.proc.send_signal(signal.SIGTERM)
     assert router.proc.wait(10) == 0
     logs = router.logs()
     assert "rid-log-1 routing model=m user_id=logs source=default" in logs
     assert "injected=x-sm-user-id,x-supermemory-api-key" in logs
     assert "rejected" in logs
+    assert "user_id=[redacted] source=custom_header" in logs
     assert SM_KEY not in logs
 
 

@@ -126,7 +126,7 @@ def build_control_app(
 
     @app.get("/memory-routing/info", dependencies=guarded)
     async def routing_info(request: Request) -> Response:
-        info = router.get_routing_info(request.headers)  # a refusal goes to ``refused``
+        info = await router.aget_routing_info(request.headers)  # a refusal goes to ``refused``
         info["injected_headers"] = injected
         info["supermemory_key_configured"] = settings.supermemory_key is not None
         info["litellm_url"] = settings.litellm_url

@@ -172,7 +172,11 @@ class Proxy:
             return
 
         try:
-            decision = self._router.decide_lower(lookup)
+            decision = (
+                await self._router.adecide(lookup)
+                if all_headers
+                else self._router.decide_lower(lookup)
+            )
         except InvalidCustomHeader as exc:
             error = error_for(exc)
             metrics.rejected.labels(error.code).inc()

@@ -129,9 +129,7 @@ class RoutingRules:
         )
 
 
-def compile_rules(
-    file: ConfigFile, *, environ: Mapping[str, str] | None = None
-) -> RoutingRules:
+def compile_rules(file: ConfigFile, *, environ: Mapping[str, str] | None = None) -> RoutingRules:
     """Compile a validated config. Resolves ``env:`` key references against
     ``environ`` (default ``os.environ``); an unresolvable one raises ConfigError."""
     source = file.source

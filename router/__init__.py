@@ -1,8 +1,8 @@
 """memory-router: gives every AI client behind one LiteLLM proxy its own Supermemory user id.
 
-Data flow, one module each: ``settings`` -> ``rules`` (identify the client) ->
-``headers`` (rewrite headers) -> ``proxy`` (forward and stream) -> ``metrics``
-(record), wired together by ``app.create_app``.
+Data flow, one module each: ``settings`` -> ``config`` (the rules file) -> ``rules``
+(identify the client) -> ``headers`` (rewrite headers) -> ``proxy`` (forward and
+stream) -> ``metrics`` (record), wired together by ``app.create_app``.
 """
 
 from router.memory_router import MemoryRouter

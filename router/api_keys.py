@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 KEY_HEADERS = ("authorization", "x-api-key", "api-key")
 _SHA256 = re.compile(r"sha256:([0-9a-fA-F]{64})")
@@ -45,10 +45,6 @@ def resolve_key_ref(value: str, environ: Mapping[str, str] | None = None) -> str
             raise ValueError(f"environment variable {match.group(1)} is not set or empty")
         return digest(key)
     raise ValueError(check_key_ref(value))
-
-
-def resolve_all(values: Iterable[str], environ: Mapping[str, str] | None = None) -> frozenset[str]:
-    return frozenset(resolve_key_ref(v, environ) for v in values)
 
 
 def api_key_from(headers: Mapping[str, str]) -> str | None:

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from router.control import CONTROL_PATHS, build_control_app
-from router.logs import LOGGER_NAME, redact
+from router.logs import LOGGER_NAME, redact_handlers
 from router.memory_router import MemoryRouter, default_config_path
 from router.metrics import Metrics
 from router.proxy import Proxy, Receive, Scope, Send
@@ -98,7 +98,7 @@ one, the router uses aiohttp (``router.upstream``) and closes it at shutdown. Th
         timeouts = Timeouts(settings.connect_timeout, settings.read_timeout, settings.pool_timeout)
         upstream = HttpxUpstream(http_client, settings.litellm_url, timeouts)
     log = logger if logger is not None else logging.getLogger(LOGGER_NAME)
-    redact(log, settings.secrets)
+    redact_handlers(log, settings.secrets)
     metrics = Metrics(
         registry,
         max_user_ids=settings.max_user_id_labels,
@@ -114,7 +114,10 @@ one, the router uses aiohttp (``router.upstream``) and closes it at shutdown. Th
             metrics.limiter_errors.labels(kind).inc()
 
         limiter = build_rate_limiter(
-            redis_url, fail_open=settings.rate_limit_fail_open, on_error=limiter_failed
+            redis_url,
+            fail_open=settings.rate_limit_fail_open,
+            on_error=limiter_failed,
+            logger=log.getChild("ratelimit"),
         )
     reloader = ConfigReloader(
         router,

@@ -4,8 +4,9 @@
 - ``explain -H 'Name: value' ...`` prints the decision for some headers, offline.
 - ``check`` validates a config and prints its rule table.
 
-Exit codes: 0 success; 1 the headers given to ``explain`` are refused (as the
-proxy would answer 400); 2 bad settings, bad config or bad usage.
+Exit codes: 0 success; 1 the headers given to ``explain`` are refused (the
+proxy would answer them with the status printed); 2 bad settings, bad config,
+a missing optional package or bad usage.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from router import __version__
+from router.errors import error_for
+from router.exceptions import RequestRefused, SetupError
 from router.headers import memory_header_names
 from router.memory_router import MemoryRouter, default_config_path
-from router.rules import ConfigError, InvalidCustomHeader, RoutingRules
-from router.settings import LOG_LEVELS, Settings, SettingsError, load_settings
+from router.rules import RoutingRules
+from router.settings import LOG_LEVELS, Settings, load_settings
 
 COMMANDS = ("serve", "explain", "check")
 EXIT_OK, EXIT_REFUSED, EXIT_CONFIG = 0, 1, 2
@@ -86,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             return check(args)
         return serve(args)
-    except (SettingsError, ConfigError) as exc:
+    except SetupError as exc:
         print(f"memory-router: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 
@@ -104,8 +107,9 @@ def explain(args: argparse.Namespace) -> int:
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
     try:
         info = router.get_routing_info(headers)
-    except InvalidCustomHeader as exc:
-        print(f"refused (HTTP 400): {exc}", file=sys.stderr)
+    except RequestRefused as exc:
+        error = error_for(exc)
+        print(f"refused (HTTP {error.status} {error.code}): {error.message}", file=sys.stderr)
         return EXIT_REFUSED
     injected = memory_header_names(
         settings.supermemory_key, litellm_end_user=settings.litellm_end_user_header

@@ -18,21 +18,17 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from router.errors import FORBIDDEN, invalid_user_id
+from router.errors import error_for
+from router.exceptions import Forbidden, RequestRefused, UpstreamError
 from router.headers import memory_header_names
 from router.memory_router import MemoryRouter
 from router.metrics import Metrics
 from router.reload import ConfigReloader
-from router.rules import InvalidCustomHeader
 from router.settings import Settings
-from router.upstream import Upstream, UpstreamError
+from router.upstream import Upstream
 
 READINESS_TIMEOUT = 3.0
 CONTROL_PATHS = frozenset({"/health", "/health/readiness", "/metrics", "/memory-routing/info"})
-
-
-class Forbidden(Exception):
-    pass
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -95,9 +91,12 @@ def build_control_app(
         settings.supermemory_key, litellm_end_user=settings.litellm_end_user_header
     )
 
-    @app.exception_handler(Forbidden)
-    async def forbidden(_: Request, __: Forbidden) -> Response:
-        return Response(FORBIDDEN.body("openai"), status_code=403, media_type="application/json")
+    @app.exception_handler(RequestRefused)
+    async def refused(_: Request, exc: RequestRefused) -> Response:
+        error = error_for(exc)
+        return Response(
+            error.body("openai"), status_code=error.status, media_type="application/json"
+        )
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -129,13 +128,7 @@ def build_control_app(
 
     @app.get("/memory-routing/info", dependencies=guarded)
     async def routing_info(request: Request) -> Response:
-        try:
-            info = router.get_routing_info(request.headers)
-        except InvalidCustomHeader as exc:
-            error = invalid_user_id(exc.header, exc.problem, status=exc.status, code=exc.code)
-            return Response(
-                error.body("openai"), status_code=error.status, media_type="application/json"
-            )
+        info = await router.aget_routing_info(request.headers)  # a refusal goes to ``refused``
         info["injected_headers"] = injected
         info["supermemory_key_configured"] = settings.supermemory_key is not None
         info["litellm_url"] = settings.litellm_url

@@ -3,6 +3,7 @@
 OpenAI routes get ``{"error": {"message", "type", "param", "code"}}``; Anthropic's
 ``/v1/messages`` gets ``{"type": "error", "error": {"type", "message"}}``.
 Messages are fixed sentences: no exception text or internals reach a client.
+``error_for`` is the one place an exception becomes a reply.
 
 The failures the router answers for itself::
 
@@ -25,6 +26,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Literal
+
+from router.exceptions import Forbidden, InvalidCustomHeader, UpstreamError
 
 ApiFormat = Literal["openai", "anthropic"]
 
@@ -82,12 +85,6 @@ class RouterError:
         return json.dumps(payload).encode()
 
 
-def invalid_user_id(
-    header: str, problem: str, *, status: int = 400, code: str = "invalid_user_id"
-) -> RouterError:
-    return RouterError(status, code, f"Header {header} {problem}.")
-
-
 def invalid_header(name: str) -> RouterError:
     return RouterError(400, "invalid_header", f"Header {name} is not ASCII or UTF-8 text.")
 
@@ -131,3 +128,21 @@ UPSTREAM_BUSY = RouterError(
     503, "upstream_busy", "The memory router has no free connection to the LiteLLM proxy."
 )
 UPSTREAM_TIMEOUT = RouterError(504, "upstream_timeout", "The LiteLLM proxy did not answer in time.")
+
+
+def error_for(exc: BaseException) -> RouterError:
+    """The reply for an exception: a refusal's own status and code, else a router bug."""
+    if isinstance(exc, InvalidCustomHeader):
+        message = f"Header {exc.header} {exc.problem}."
+        if exc.kind == "not_allowed":
+            return RouterError(403, "user_id_not_allowed", message)
+        return RouterError(400, "invalid_user_id", message)
+    if isinstance(exc, Forbidden):
+        return FORBIDDEN
+    if isinstance(exc, UpstreamError):
+        if exc.kind == "pool_timeout":
+            return UPSTREAM_BUSY
+        if exc.kind in ("timeout", "connect_timeout"):
+            return UPSTREAM_TIMEOUT
+        return UPSTREAM_UNREACHABLE
+    return ROUTER_BUG

@@ -1,64 +1,100 @@
-"""Logging setup: one format, and the Supermemory key scrubbed from every line."""
+"""Logging: one format, and one filter on the handler that keeps secrets out of every line.
+
+The scrubbing is a filter on the *handler*, not on a logger: a logger's filters see
+only the records made on that very logger, while a handler's see every record it
+writes, whichever logger made it (``memory_router``, ``memory_router.ratelimit``,
+``uvicorn.error``, a library).
+
+- ``configure_logging`` (the CLI) writes everything through one stderr handler that
+  carries the filter.
+- ``create_app`` puts the filter on the handlers its logger's records reach when the
+  app is built, for apps embedded in a program that configured logging itself. A
+  handler added later needs ``RedactingFilter(settings.secrets)`` added to it too.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable
 
 LOGGER_NAME = "memory_router"
 FORMAT = "%(asctime)s | %(levelname)-8s | %(name)s | %(message)s"
-
-
-class RedactingFormatter(logging.Formatter):
-    """Replaces each secret with ``[redacted]`` in the formatted line."""
-
-    def __init__(self, fmt: str, secrets: list[str]) -> None:
-        super().__init__(fmt)
-        self._secrets = [s for s in secrets if s]
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        for secret in self._secrets:
-            if secret in line:
-                line = line.replace(secret, "[redacted]")
-        return line
+REDACTED = "[redacted]"
+_TRACEBACKS = logging.Formatter()
 
 
 class RedactingFilter(logging.Filter):
-    """Scrubs secrets from each record before any handler sees it (tests' too)."""
+    """Replaces each secret with ``[redacted]`` in a record's message, traceback and stack."""
 
-    def __init__(self) -> None:
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self.secrets: set[str] = set()
+        self.secrets: set[str] = {s for s in secrets if s}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            if any(secret in message for secret in self.secrets):
-                for secret in self.secrets:
-                    message = message.replace(secret, "[redacted]")
-                record.msg, record.args = message, None
+        if not self.secrets:
+            return True
+        message = record.getMessage()
+        if self._found(message):
+            record.msg, record.args = self._scrub(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+        if record.exc_text and self._found(record.exc_text):
+            record.exc_text = self._scrub(record.exc_text)
+        if record.stack_info and self._found(record.stack_info):
+            record.stack_info = self._scrub(record.stack_info)
         return True
 
+    def _found(self, text: str) -> bool:
+        return any(secret in text for secret in self.secrets)
 
-def redact(logger: logging.Logger, secrets: list[str]) -> None:
-    """Make ``logger`` scrub ``secrets`` from every record it emits."""
-    for existing in logger.filters:
+    def _scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+
+def redact_handlers(logger: logging.Logger, secrets: Iterable[str]) -> None:
+    """Scrub ``secrets`` in every handler that records of ``logger`` (and of its
+    children) reach now; with none, in ``logging.lastResort``, which Python uses then."""
+    wanted = [s for s in secrets if s]
+    if not wanted:
+        return
+    handlers: list[logging.Handler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        handlers.extend(current.handlers)
+        current = current.parent if current.propagate else None
+    if not handlers and logging.lastResort is not None:
+        handlers.append(logging.lastResort)
+    for handler in handlers:
+        _filter_of(handler).secrets.update(wanted)
+
+
+def _filter_of(handler: logging.Handler) -> RedactingFilter:
+    for existing in handler.filters:
         if isinstance(existing, RedactingFilter):
-            existing.secrets.update(s for s in secrets if s)
-            return
+            return existing
     new = RedactingFilter()
-    new.secrets.update(s for s in secrets if s)
-    logger.addFilter(new)
+    handler.addFilter(new)
+    return new
 
 
 def configure_logging(level: int, secrets: list[str]) -> logging.Handler:
-    """Send the router's and uvicorn's logs to stderr through one redacting handler."""
+    """Send every log record to stderr through one scrubbing handler on the root logger.
+
+    The router's and uvicorn's loggers log at ``level``; other libraries' records
+    appear from WARNING up.
+    """
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter(FORMAT, secrets))
+    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.addFilter(RedactingFilter(secrets))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
     for name in (LOGGER_NAME, "uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
-        logger.handlers[:] = [handler]
+        logger.handlers.clear()
         logger.setLevel(level)
-        logger.propagate = False
+        logger.propagate = True
     return handler

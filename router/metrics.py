@@ -106,7 +106,6 @@ class LabelBudget:
         self.cap = cap
         self._always = frozenset(always)
         self._admitted: set[str] = set()
-        self.folded = 0
 
     def set_always(self, values: Iterable[str]) -> None:
         self._always = frozenset(values)
@@ -117,7 +116,6 @@ class LabelBudget:
         if len(self._admitted) < self.cap:
             self._admitted.add(value)
             return value
-        self.folded += 1
         return OVERFLOW
 
 

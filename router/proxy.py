@@ -24,19 +24,17 @@ from time import perf_counter
 from typing import Any
 
 from router.errors import (
-    ROUTER_BUG,
-    UPSTREAM_BUSY,
-    UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
     ApiFormat,
     RouterError,
     api_format,
+    error_for,
     headers_too_large,
     invalid_header,
-    invalid_user_id,
     rate_limited,
     request_too_large,
 )
+from router.exceptions import InvalidCustomHeader, UpstreamError
 from router.headers import (
     RequestIds,
     downstream_headers,
@@ -49,9 +47,9 @@ from router.headers import (
 from router.memory_router import MemoryRouter
 from router.metrics import CLIENT_CLOSED, INVALID, Metrics, method_label, route_label
 from router.ratelimit import Limit, RateLimiter
-from router.rules import Decision, InvalidCustomHeader
+from router.rules import Decision
 from router.settings import Settings
-from router.upstream import ErrorKind, Upstream, UpstreamError
+from router.upstream import Upstream
 from router.usage import UsageTap, find_model, tap_for
 
 Scope = dict[str, Any]
@@ -60,14 +58,6 @@ Send = Any
 RawHeaders = tuple[tuple[bytes, bytes], ...]
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
-_UPSTREAM_ERRORS: dict[ErrorKind, RouterError] = {
-    "connect": UPSTREAM_UNREACHABLE,
-    "connect_timeout": UPSTREAM_TIMEOUT,
-    "timeout": UPSTREAM_TIMEOUT,
-    "pool_timeout": UPSTREAM_BUSY,
-    "reset": UPSTREAM_UNREACHABLE,
-    "protocol": UPSTREAM_UNREACHABLE,
-}
 
 WATCH_AFTER = 0.05
 
@@ -182,7 +172,6 @@ class Proxy:
         lookup: dict[str, str] = {}
         request_id_raw: bytes | None = None
         content_length: bytes | None = None
-        not_text: bytes | None = None
         header_bytes = 0
         for name, value in headers:
             header_bytes += len(name) + len(value) + 4
@@ -190,8 +179,6 @@ class Proxy:
                 request_id_raw = value
             elif name == b"content-length":
                 content_length = value
-            if not value.isascii() and not_text is None and not _is_utf8(value):
-                not_text = name
             if all_headers or name in wanted:
                 key = name.decode("latin-1")
                 text = value.decode("latin-1")
@@ -204,9 +191,7 @@ class Proxy:
                 self._metrics.rejected.labels("headers_too_large").inc()
                 await self._reply(send, x, headers_too_large(self._max_header))
             else:
-                await self._serve(
-                    x, scope, headers, lookup, content_length, not_text, receive, send
-                )
+                await self._serve(x, scope, headers, lookup, content_length, receive, send)
         finally:
             self._record(x)
 
@@ -217,27 +202,26 @@ class Proxy:
         headers: RawHeaders,
         lookup: dict[str, str],
         content_length: bytes | None,
-        not_text: bytes | None,
         receive: Receive,
         send: Send,
     ) -> None:
         metrics = self._metrics
         try:
-            decision = self._router.decide_lower(lookup)
+            router = self._router
+            decision = (
+                await router.adecide(lookup)
+                if router.needs_all_headers
+                else router.decide_lower(lookup)
+            )
         except InvalidCustomHeader as exc:
-            metrics.rejected.labels(exc.code).inc()
+            error = error_for(exc)
+            metrics.rejected.labels(error.code).inc()
             self._log.warning("%s rejected: %s", x.rid, exc)
-            error = invalid_user_id(exc.header, exc.problem, status=exc.status, code=exc.code)
             await self._reply(send, x, error)
             return
-        except Exception:
+        except Exception as exc:
             self._log.exception("%s routing failed", x.rid)
-            await self._reply(send, x, ROUTER_BUG)
-            return
-        if not_text is not None:
-            # aiohttp writes header values as UTF-8: any other bytes would change on the way.
-            metrics.rejected.labels("invalid_header").inc()
-            await self._reply(send, x, invalid_header(not_text.decode("latin-1")))
+            await self._reply(send, x, error_for(exc))
             return
         x.decision = decision
         x.user = metrics.user_label(decision.user_id)
@@ -345,6 +329,12 @@ class Proxy:
         out = upstream_headers(
             headers, custom_header=self._router.rules.custom_header_raw, inject=inject
         )
+        for name, value in out:
+            if not value.isascii() and not _is_utf8(value):
+                # The client writes header values as UTF-8: other bytes would change on the way.
+                metrics.rejected.labels("invalid_header").inc()
+                await self._reply(send, x, invalid_header(name.decode("latin-1")))
+                return
         target: bytes = scope.get("raw_path") or scope["path"].encode()
         query: bytes = scope.get("query_string", b"")
         if query:
@@ -357,7 +347,7 @@ class Proxy:
         except UpstreamError as exc:
             self._upstream_failed(x, exc, "")
             watch.finishing = True
-            await self._reply(send, x, _UPSTREAM_ERRORS[exc.kind])
+            await self._reply(send, x, error_for(exc))
             return
 
         try:

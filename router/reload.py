@@ -20,11 +20,12 @@ from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from router.exceptions import ConfigError
 from router.memory_router import MemoryRouter
 from router.metrics import Metrics
-from router.rules import ConfigError, load_rules
+from router.rules import load_rules
 
-Trigger = Literal["file", "sighup", "api"]
+Trigger = Literal["file", "sighup"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,7 @@ class ReloadMetrics:
         )
         self.reloads = Counter(
             "memory_router_config_reloads",
-            "Config reload attempts, by trigger (file, sighup, api) and outcome.",
+            "Config reload attempts, by trigger (file, sighup) and outcome.",
             ["trigger", "outcome"],
             registry=registry,
         )

@@ -1,119 +1,35 @@
-"""The routing config: its YAML format, validation, compiled rules and the decision.
+"""Compiled routing rules and the decision.
 
-Everything here is pure: loading turns a file into an immutable ``RoutingRules``
-value, and ``decide`` maps request headers to a ``Decision`` without side effects.
+``compile_rules`` turns a validated config (``router.config``) into an immutable
+``RoutingRules`` value: regexes compiled, API key references resolved to
+digests, rate limits compiled, the header names the rules read listed once.
+``decide`` maps request headers to a ``Decision`` without side effects.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Literal
 
-import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-from router.api_keys import KEY_HEADERS, api_key_from, check_key_ref, digest, resolve_key_ref
-from router.limits import RateLimits, RateLimitsSection, compile_limits
-
-USER_ID_PATTERN = r"[A-Za-z0-9_:-]{1,100}"
-USER_ID_RULE = "1-100 characters of A-Z a-z 0-9 _ : -"
-_USER_ID_RE = re.compile(USER_ID_PATTERN)
-# RFC 9110 token characters: what a header name may be made of.
-_HEADER_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+from router.api_keys import KEY_HEADERS, api_key_from, digest, resolve_key_ref
+from router.config import (
+    DEFAULT_PRECEDENCE,
+    ConfigFile,
+    HeaderPattern,
+    IdentitySource,
+    UserIdMappings,
+    load_config,
+    parse_config,
+)
+from router.exceptions import ConfigError, InvalidCustomHeader
+from router.ratelimit.config import RateLimits, compile_limits
+from router.user_ids import USER_ID_RULE, is_valid_user_id
 
 Source = Literal["custom_header", "api_key", "pattern", "default", "custom_code"]
-IdentitySource = Literal["custom_header", "api_key", "header_patterns"]
-DEFAULT_PRECEDENCE: tuple[IdentitySource, ...] = ("custom_header", "api_key", "header_patterns")
-
-
-def is_valid_user_id(value: str) -> bool:
-    return _USER_ID_RE.fullmatch(value) is not None
-
-
-def _check_user_id(value: str) -> str:
-    if not is_valid_user_id(value):
-        raise ValueError(f"invalid user id {value!r}: must be {USER_ID_RULE}")
-    return value
-
-
-def _check_header_name(value: str) -> str:
-    if not _HEADER_NAME_RE.fullmatch(value):
-        raise ValueError(f"invalid header name {value!r}")
-    return value.lower()
-
-
-def _check_regex(value: str) -> str:
-    try:
-        re.compile(value, re.IGNORECASE)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
-    return value
-
-
-UserId = Annotated[str, AfterValidator(_check_user_id)]
-HeaderName = Annotated[str, AfterValidator(_check_header_name)]
-Regex = Annotated[str, AfterValidator(_check_regex)]
-KeyRef = Annotated[str, AfterValidator(check_key_ref)]
-
-
-class HeaderPattern(BaseModel):
-    """One rule: if ``pattern`` is found in header ``header``, the caller is ``user_id``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    header: HeaderName
-    pattern: Regex
-    user_id: UserId
-
-
-class CustomHeaderPolicy(BaseModel):
-    """Who may name their own id with the custom header. Default: anyone, any valid id."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    enabled: bool = True
-    allowed_ids: list[UserId] | None = None
-    allowed_pattern: Regex | None = None
-    api_keys: list[KeyRef] | None = None
-
-
-class ApiKeyMapping(BaseModel):
-    """One API key (by reference) and the id its caller gets."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    key: KeyRef
-    user_id: UserId
-
-
-class UserIdMappings(BaseModel):
-    """The ``user_id_mappings`` section of the config file."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    custom_header: HeaderName = "x-memory-user-id"
-    custom_header_policy: CustomHeaderPolicy = Field(default_factory=CustomHeaderPolicy)
-    api_keys: list[ApiKeyMapping] = Field(default_factory=list)
-    precedence: list[IdentitySource] = Field(default_factory=lambda: list(DEFAULT_PRECEDENCE))
-    header_patterns: list[HeaderPattern] = Field(default_factory=list)
-    default_user_id: UserId
-
-    @field_validator("precedence")
-    @classmethod
-    def _check_precedence(cls, value: list[IdentitySource]) -> list[IdentitySource]:
-        if len(set(value)) != len(value):
-            raise ValueError("lists a source twice")
-        return value
-
-
-class ConfigError(Exception):
-    """The routing config cannot be used. The message names the file and the problem."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,20 +62,6 @@ class Decision:
         if self.source == "custom_code":
             return f"custom detect_user_id -> {self.user_id}"
         return f"no rule matched -> default {self.user_id}"
-
-
-class InvalidCustomHeader(Exception):
-    """The caller named its own user id, but it is not a valid id (400) or the
-    custom header policy does not allow it (403)."""
-
-    def __init__(
-        self, header: str, problem: str, *, status: int = 400, code: str = "invalid_user_id"
-    ) -> None:
-        super().__init__(f"header {header}: {problem}")
-        self.header = header
-        self.problem = problem
-        self.status = status
-        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,35 +129,31 @@ class RoutingRules:
         )
 
 
-def compile_rules(
-    mappings: UserIdMappings,
-    *,
-    source: str = "<memory>",
-    digest: str = "",
-    environ: Mapping[str, str] | None = None,
-) -> RoutingRules:
-    """Compile validated mappings. Resolves ``env:`` key references against
+def compile_rules(file: ConfigFile, *, environ: Mapping[str, str] | None = None) -> RoutingRules:
+    """Compile a validated config. Resolves ``env:`` key references against
     ``environ`` (default ``os.environ``); an unresolvable one raises ConfigError."""
+    source = file.source
+    mappings = file.config.user_id_mappings
     patterns = tuple(
         CompiledPattern(i, rule, re.compile(rule.pattern, re.IGNORECASE))
         for i, rule in enumerate(mappings.header_patterns)
     )
     raw = mappings.custom_header_policy
-    try:
-        policy = CompiledPolicy(
-            enabled=raw.enabled,
-            allowed_ids=frozenset(raw.allowed_ids) if raw.allowed_ids is not None else None,
-            allowed_pattern=re.compile(raw.allowed_pattern) if raw.allowed_pattern else None,
-            key_digests=(
-                frozenset(resolve_key_ref(k, environ) for k in raw.api_keys)
-                if raw.api_keys is not None
-                else None
-            ),
-        )
-    except ValueError as exc:
-        raise ConfigError(
-            f"{source}: user_id_mappings.custom_header_policy: api_keys: {exc}"
-        ) from None
+    key_digests: list[str] = []
+    for i, ref in enumerate(raw.api_keys or ()):
+        try:
+            key_digests.append(resolve_key_ref(ref, environ))
+        except ValueError as exc:
+            raise ConfigError(
+                f"{source}: user_id_mappings.custom_header_policy.api_keys[{i}] (key {i + 1}): "
+                f"{exc}"
+            ) from None
+    policy = CompiledPolicy(
+        enabled=raw.enabled,
+        allowed_ids=frozenset(raw.allowed_ids) if raw.allowed_ids is not None else None,
+        allowed_pattern=re.compile(raw.allowed_pattern) if raw.allowed_pattern else None,
+        key_digests=frozenset(key_digests) if raw.api_keys is not None else None,
+    )
     api_key_ids: dict[str, str] = {}
     for i, entry in enumerate(mappings.api_keys):
         try:
@@ -273,11 +171,12 @@ def compile_rules(
         mappings,
         patterns,
         source,
-        digest,
+        file.digest,
         tuple(dict.fromkeys(names)),
         policy,
         api_key_ids,
         tuple(mappings.precedence),
+        compile_limits(file.config.rate_limits),
     )
 
 
@@ -315,9 +214,7 @@ def _from_custom_header(rules: RoutingRules, headers: Mapping[str, str]) -> Deci
         )
     refusal = rules.policy.refusal(claimed, api_key_from(headers))
     if refusal is not None:
-        raise InvalidCustomHeader(
-            rules.custom_header, refusal, status=403, code="user_id_not_allowed"
-        )
+        raise InvalidCustomHeader(rules.custom_header, refusal, kind="not_allowed")
     return Decision(claimed, "custom_header")
 
 
@@ -356,62 +253,10 @@ def make_cached_decider(
 def parse_rules(
     text: str, *, source: str = "<memory>", environ: Mapping[str, str] | None = None
 ) -> RoutingRules:
-    """Parse and validate YAML text holding a ``user_id_mappings`` section."""
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
-    if not isinstance(document, dict) or "user_id_mappings" not in document:
-        raise ConfigError(f"{source}: no 'user_id_mappings' section")
-    section = document["user_id_mappings"]
-    if not isinstance(section, dict):
-        raise ConfigError(f"{source}: 'user_id_mappings' must be a mapping")
-    try:
-        mappings = UserIdMappings.model_validate(section)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: " + "; ".join(_describe(e) for e in exc.errors())) from None
-    try:
-        limits = RateLimitsSection.model_validate(document.get("rate_limits") or {})
-    except ValidationError as exc:
-        problems = "; ".join(_describe(e, "rate_limits") for e in exc.errors())
-        raise ConfigError(f"{source}: {problems}") from None
-    for user_id in limits.per_user_id:
-        if not is_valid_user_id(user_id):
-            raise ConfigError(
-                f"{source}: rate_limits.per_user_id: invalid user id {user_id!r}: "
-                f"must be {USER_ID_RULE}"
-            )
-    text_digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    rules = compile_rules(mappings, source=source, digest=text_digest, environ=environ)
-    return dataclasses.replace(rules, limits=compile_limits(limits))
+    """Parse, validate and compile config text (YAML with a ``user_id_mappings`` section)."""
+    return compile_rules(parse_config(text, source=source), environ=environ)
 
 
 def load_rules(path: str | Path, environ: Mapping[str, str] | None = None) -> RoutingRules:
     """Read, validate and compile the routing rules in ``path``."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: config is not UTF-8 text") from None
-    return parse_rules(text, source=str(path), environ=environ)
-
-
-def _describe(error: Mapping[str, Any], section: str = "user_id_mappings") -> str:
-    loc = list(error.get("loc", ()))
-    where = section
-    if len(loc) >= 2 and loc[0] == "header_patterns" and isinstance(loc[1], int):
-        where += f".header_patterns[{loc[1]}] (rule {loc[1] + 1})"
-        loc = loc[2:]
-    elif len(loc) >= 2 and loc[0] == "api_keys" and isinstance(loc[1], int):
-        where += f".api_keys[{loc[1]}] (key {loc[1] + 1})"
-        loc = loc[2:]
-    field_path = ".".join(str(p) for p in loc)
-    message = str(error.get("msg", "invalid"))
-    message = message.removeprefix("Value error, ")
-    if error.get("type") == "extra_forbidden":
-        message = "unknown key"
-    elif error.get("type") == "missing":
-        message = "required field is missing"
-    return f"{where}: {field_path}: {message}" if field_path else f"{where}: {message}"
+    return compile_rules(load_config(path), environ=environ)

@@ -20,6 +20,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from router.exceptions import SettingsError
+
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
 
@@ -166,10 +168,6 @@ class Settings(BaseSettings):
         if self.memory_backend == "supermemory-api" and self.supermemory_api_key is None:
             raise ValueError("memory_backend=supermemory-api needs SUPERMEMORY_API_KEY to be set")
         return self
-
-
-class SettingsError(Exception):
-    """Settings are invalid; the message names each bad setting (never its value)."""
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -33,7 +33,7 @@ import asyncio
 import functools
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Protocol, cast
 
 import aiohttp
 import httpx
@@ -41,8 +41,10 @@ from aiohttp.client_proto import ResponseHandler
 from multidict import CIMultiDict
 from yarl import URL
 
+from router.exceptions import UpstreamError, UpstreamErrorKind
+
 RawHeaders = list[tuple[bytes, bytes]]
-ErrorKind = Literal["connect", "connect_timeout", "timeout", "pool_timeout", "reset", "protocol"]
+ErrorKind = UpstreamErrorKind
 
 # The largest response head relayed; a larger one is a protocol error (502).
 MAX_RESPONSE_HEAD = 64 * 1024
@@ -50,15 +52,6 @@ MAX_RESPONSE_HEAD = 64 * 1024
 _MAX_FIELD = 16 * 1024
 _MAX_FIELDS = 256
 _BODYLESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
-
-
-class UpstreamError(Exception):
-    """The upstream could not be reached, did not answer in time, or answered
-    with something that is not a valid HTTP response."""
-
-    def __init__(self, kind: ErrorKind, detail: str = "") -> None:
-        super().__init__(f"{kind}: {detail}" if detail else kind)
-        self.kind: ErrorKind = kind
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,9 @@ in OpenAI or Anthropic format, plain or streamed, as the request asks.
 Test knobs travel as request headers (the router forwards them untouched):
 - ``x-test-status: N``       answer with status N and an error body
 - ``x-test-chunks: N``       stream N content chunks (default 3)
-- ``x-test-gap-ms: N``       wait N ms between streamed chunks (default 0)
+- ``x-test-step: name``      send each streamed event after the first only once the test
+                             calls ``allow(name)``: a test that allows the next event when
+                             it has read one proves that nothing held an event back
 - ``x-test-set-cookie: v``   add ``Set-Cookie: v``
 - ``x-test-hang: 1``         accept the request and never answer (until the client leaves)
 - ``x-test-break-after: N``  stream N chunks, then drop the connection
@@ -21,6 +23,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+STEP_TIMEOUT = 10.0  # seconds a stepped stream waits for the test to allow its next event
 
 
 @dataclass
@@ -49,6 +53,7 @@ class FakeUpstream:
     disconnects: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     disconnected: threading.Event = field(default_factory=threading.Event)
+    steps: dict[str, threading.Semaphore] = field(default_factory=dict)
 
     def last(self) -> Received:
         with self.lock:
@@ -59,6 +64,16 @@ class FakeUpstream:
             self.requests.clear()
             self.disconnects.clear()
             self.disconnected.clear()
+            self.steps.clear()
+
+    def allow(self, name: str, events: int = 1) -> None:
+        """Let the stream started with ``x-test-step: name`` send ``events`` more events."""
+        for _ in range(events):
+            self._step(name).release()
+
+    def _step(self, name: str) -> threading.Semaphore:
+        with self.lock:
+            return self.steps.setdefault(name, threading.Semaphore(0))
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -116,7 +131,7 @@ class FakeUpstream:
             return
 
         chunks = int(knobs.get("x-test-chunks", "3"))
-        gap = int(knobs.get("x-test-gap-ms", "0")) / 1000
+        step = knobs.get("x-test-step")
         events = _anthropic_events(model, chunks) if anthropic else _openai_events(model, chunks)
         await send(
             {
@@ -133,8 +148,10 @@ class FakeUpstream:
         for i, event in enumerate(events):
             if break_after is not None and i == break_after:
                 raise ConnectionResetError("fake upstream drops the stream on purpose")
-            if i and gap:
-                await asyncio.sleep(gap)
+            if i and step is not None:
+                allowed = await asyncio.to_thread(self._step(step).acquire, True, STEP_TIMEOUT)
+                if not allowed:
+                    raise ConnectionResetError(f"step {step!r}: event {i} was never allowed")
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 

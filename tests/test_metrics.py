@@ -251,7 +251,7 @@ def test_cardinality_cap_under_thousands_of_ids(
     assert OVERFLOW in users
     assert value(app, "memory_router_user_id_overflow_total") == 1900
     assert requests(app, OVERFLOW, "/v1/models", "200", method="GET") == 1900
-    assert len(app.metrics.user_ids._admitted) == 100
+    assert len({u for u in users if u.startswith("rand-")}) == 100  # the cap, all used
     # the config's ids are always their own series, however full the cap
     httpx.post(
         f"{url}/v1/chat/completions",
@@ -272,7 +272,6 @@ def test_label_budget() -> None:
         "a",
         "known",
     ]
-    assert budget.folded == 1
 
 
 def test_apps_have_isolated_registries() -> None:

@@ -14,13 +14,13 @@ import httpx
 import pytest
 
 from router.app import RouterApp, create_app
+from router.exceptions import UpstreamError
 from router.server import server_config
 from router.settings import Settings
 from router.upstream import (
     MAX_RESPONSE_HEAD,
     AiohttpUpstream,
     Timeouts,
-    UpstreamError,
     _kind_of,
     check_answer,
 )

@@ -13,15 +13,12 @@ Failures::
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-# Supermemory's rule for container tags and namespaces; the router's user ids follow it too.
-USER_ID_PATTERN = r"[A-Za-z0-9_:-]{1,100}"
-_USER_ID_RE = re.compile(USER_ID_PATTERN)
+from router.user_ids import USER_ID_RULE, is_valid_user_id
 
 MetadataValue = str | int | float | bool
 
@@ -40,8 +37,10 @@ class InvalidUserId(ValueError):
 
 def check_user_id(user_id: str) -> str:
     """Return ``user_id`` if it is a valid namespace name, else raise ``InvalidUserId``."""
-    if not isinstance(user_id, str) or _USER_ID_RE.fullmatch(user_id) is None:
-        raise InvalidUserId("user id must be 1-100 characters of A-Z a-z 0-9 _ : -")
+    # The router's ids are Supermemory's container tag and namespace names, so a
+    # decided id is always a valid namespace.
+    if not isinstance(user_id, str) or not is_valid_user_id(user_id):
+        raise InvalidUserId(f"user id must be {USER_ID_RULE}")
     return user_id
 
 

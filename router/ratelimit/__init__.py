@@ -16,7 +16,8 @@ the past is the same as a fresh, full budget, so stale state can be dropped at a
 
 from __future__ import annotations
 
-from router.ratelimit.gcra import Limit, RateLimiter, Verdict
+import logging
+
 from router.ratelimit.memory import MemoryRateLimiter
 from router.ratelimit.redis_limiter import (
     DEFAULT_PREFIX,
@@ -24,6 +25,7 @@ from router.ratelimit.redis_limiter import (
     ErrorCallback,
     RedisRateLimiter,
 )
+from router.ratelimit.types import Limit, RateLimiter, Verdict
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -43,8 +45,12 @@ def build_rate_limiter(
     *,
     fail_open: bool = True,
     on_error: ErrorCallback | None = None,
+    logger: logging.Logger | None = None,
 ) -> RateLimiter:
-    """A Redis-backed limiter when ``redis_url`` is set, else an in-process one."""
+    """A Redis-backed limiter when ``redis_url`` is set, else an in-process one.
+
+    Redis is an optional package (``memory-router[redis]``): without it, a URL
+    raises ``MissingDependency`` saying what to install."""
     if redis_url:
-        return RedisRateLimiter(redis_url, fail_open=fail_open, on_error=on_error)
+        return RedisRateLimiter(redis_url, fail_open=fail_open, on_error=on_error, logger=logger)
     return MemoryRateLimiter()

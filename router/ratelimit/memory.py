@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from router.ratelimit.gcra import EPS, Limit, Params, Verdict, allowed_without_state, floor_count
+from router.ratelimit.types import EPS, Limit, Params, Verdict, allowed_without_state, floor_count
 
 
 class MemoryRateLimiter:

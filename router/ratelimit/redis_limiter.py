@@ -9,7 +9,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from router.ratelimit.gcra import Limit, Params, Verdict, allowed_without_state
+from router.exceptions import MissingDependency
+from router.ratelimit.types import Limit, Params, Verdict, allowed_without_state
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -109,10 +110,11 @@ class RedisRateLimiter:
             from redis.asyncio import ConnectionPool, Redis
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
-        except ImportError as exc:
-            raise RuntimeError(
-                "a Redis URL for rate limiting needs the 'redis' package (redis>=5.0.1)"
-            ) from exc
+        except ImportError:
+            raise MissingDependency(
+                "rate limits shared through Redis (REDIS_URL) need the 'redis' package, "
+                "which is not installed: pip install 'memory-router[redis]'"
+            ) from None
         pool = ConnectionPool.from_url(
             url,
             max_connections=max_connections,

@@ -218,6 +218,14 @@ class Double:
         """The recorded requests whose body mentions `marker` (each test uses its own)."""
         return [r for r in self.requests() if marker in json.dumps(r["body"])]
 
+    def hold(self, marker: str) -> None:
+        """Hold streams about `marker`: each text chunk after the first waits for ``allow``."""
+        httpx.post(f"{self.url}/_double/hold/{marker}", trust_env=False).raise_for_status()
+
+    def allow(self, marker: str) -> None:
+        """Let a held stream about `marker` send its next text chunk."""
+        httpx.post(f"{self.url}/_double/allow/{marker}", trust_env=False).raise_for_status()
+
     def memories(self) -> dict[str, list[str]]:
         response = httpx.get(f"{self.url}/_double/memories", timeout=10.0, trust_env=False)
         response.raise_for_status()

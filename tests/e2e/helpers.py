@@ -4,13 +4,14 @@ readers for what the Supermemory double recorded."""
 from __future__ import annotations
 
 import contextlib
-import itertools
 import secrets
 from collections.abc import Mapping
 from typing import Any
 
 from anthropic import Anthropic
 from openai import OpenAI
+
+from .supermemory_double import ANSWER_PREFIX
 
 # Model names from litellm/config.yaml. OpenAI-format clients use the config's alias; the
 # Claude Code client uses Anthropic's own id, which the config's `claude-*` entry serves.
@@ -95,17 +96,13 @@ def one_record(records: list[dict[str, Any]]) -> dict[str, Any]:
     return records[0]
 
 
-def assert_spread_out(arrivals: list[float]) -> None:
-    """The text arrived over time in several bursts, not as one buffered block.
+def assert_streamed_in_lockstep(pieces: list[str], question: str) -> None:
+    """The whole answer arrived from a stream the double held (``Double.hold``).
 
-    The double waits 0.15 s before each of its 6 text chunks, so a streaming path delivers
-    them ~0.75 s apart end to end; a buffering path delivers them within milliseconds.
+    The double sent each text chunk only after the test, having read the one before,
+    allowed it: had any hop held a chunk back, the stream would have stalled and broken
+    off, and the answer would end early.
     """
-    assert len(arrivals) >= 3, f"only {len(arrivals)} text chunks arrived"
-    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    span = arrivals[-1] - arrivals[0]
-    bursts = 1 + sum(1 for gap in gaps if gap > 0.05)
-    assert span > 0.4 and bursts >= 3, (
-        f"text arrived in {bursts} burst(s) over {span:.3f} s: the stream was buffered "
-        f"(gaps: {[round(gap, 3) for gap in gaps]})"
-    )
+    text = "".join(pieces)
+    assert text.startswith(ANSWER_PREFIX) and text.endswith(f"You asked: {question}"), text
+    assert len(pieces) >= 6, f"the double's 6 chunks arrived as {len(pieces)} pieces"

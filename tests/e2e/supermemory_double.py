@@ -14,21 +14,22 @@ that proxy is documented to:
   ``x-supermemory-*`` response headers.
 
 Instead of a model, the answer text repeats the memories that were injected, so a test can see
-what the model was given.  Streams come in several chunks with short awaited gaps, so a test
-can tell a real stream from a buffered one.
+what the model was given.  Streams come in six text chunks.
 
 Test-only endpoints (not part of Supermemory's contract):
 
 * ``GET /_double/requests``: every request received so far, in order, with its headers, query
   and body, the user id decided and the prompt built for the model;
 * ``GET /_double/memories``: the stored memories per user;
-* ``GET /_double/health``: liveness.
+* ``GET /_double/health``: liveness;
+* ``POST /_double/hold/{marker}``: streams whose question contains ``marker`` send each
+  text chunk after the first only when ``POST /_double/allow/{marker}`` allows one. A test
+  that allows the next chunk once it has read one proves that nothing on the way held a
+  chunk back: a buffering hop stalls the stream until ``HOLD_TIMEOUT``, and it breaks off.
 
 Run it as a process::
 
     SUPERMEMORY_DOUBLE_API_KEY=... python tests/e2e/supermemory_double.py --port 9000
-
-The chunk gap can be set with ``SUPERMEMORY_DOUBLE_CHUNK_DELAY`` (seconds, default 0.15).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ _OPENAI_PATH = re.compile(r"^/v3/https?:/+api\.openai\.com/v1/chat/completions/?
 
 ANSWER_PREFIX = "Supermemory double answering."
 NO_MEMORIES = "(no memories)"
+HOLD_TIMEOUT = 20.0  # seconds a held stream waits for its next chunk to be allowed
 
 
 @dataclass
@@ -64,9 +66,13 @@ class DoubleState:
     """Everything the double remembers. One instance per app, nothing global."""
 
     api_key: str
-    chunk_delay: float = 0.15
     requests: list[dict[str, Any]] = field(default_factory=list)
     memories: dict[str, list[str]] = field(default_factory=dict)
+    holds: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+
+    def hold_for(self, question: str) -> asyncio.Semaphore | None:
+        """The hold whose marker the question mentions, if any."""
+        return next((sem for marker, sem in self.holds.items() if marker in question), None)
 
 
 def _text_of(content: Any) -> str:
@@ -111,8 +117,8 @@ def _tokens(text: str) -> int:
     return max(1, len(text.split()))
 
 
-def create_app(*, api_key: str, chunk_delay: float = 0.15) -> Starlette:
-    state = DoubleState(api_key=api_key, chunk_delay=chunk_delay)
+def create_app(*, api_key: str) -> Starlette:
+    state = DoubleState(api_key=api_key)
 
     def error(status: int, kind: str, message: str) -> JSONResponse:
         return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
@@ -202,7 +208,7 @@ def create_app(*, api_key: str, chunk_delay: float = 0.15) -> Starlette:
         if provider == "anthropic":
             if stream:
                 return StreamingResponse(
-                    _anthropic_stream(state, model, text, usage_in, usage_out),
+                    _anthropic_stream(state.hold_for(question), model, text, usage_in, usage_out),
                     media_type="text/event-stream",
                     headers=headers,
                 )
@@ -221,7 +227,7 @@ def create_app(*, api_key: str, chunk_delay: float = 0.15) -> Starlette:
             )
         if stream:
             return StreamingResponse(
-                _openai_stream(state, model, text, usage_in, usage_out),
+                _openai_stream(state.hold_for(question), model, text, usage_in, usage_out),
                 media_type="text/event-stream",
                 headers=headers,
             )
@@ -256,18 +262,37 @@ def create_app(*, api_key: str, chunk_delay: float = 0.15) -> Starlette:
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
+    async def hold(request: Request) -> JSONResponse:
+        state.holds.setdefault(request.path_params["marker"], asyncio.Semaphore(0))
+        return JSONResponse({"held": request.path_params["marker"]})
+
+    async def allow(request: Request) -> JSONResponse:
+        sem = state.holds.get(request.path_params["marker"])
+        if sem is None:
+            return JSONResponse({"error": "no such hold"}, status_code=404)
+        sem.release()
+        return JSONResponse({"allowed": request.path_params["marker"]})
+
     return Starlette(
         routes=[
             Route("/_double/requests", list_requests, methods=["GET"]),
             Route("/_double/memories", list_memories, methods=["GET"]),
             Route("/_double/health", health, methods=["GET"]),
+            Route("/_double/hold/{marker}", hold, methods=["POST"]),
+            Route("/_double/allow/{marker}", allow, methods=["POST"]),
             Route("/v3/{rest:path}", proxy, methods=["POST"]),
         ]
     )
 
 
+async def _next_allowed(hold: asyncio.Semaphore | None, index: int) -> None:
+    """Before text chunk ``index`` (from 0) of a held stream, wait until one is allowed."""
+    if hold is not None and index > 0:
+        await asyncio.wait_for(hold.acquire(), HOLD_TIMEOUT)  # a timeout breaks the stream off
+
+
 async def _anthropic_stream(
-    state: DoubleState, model: str, text: str, usage_in: int, usage_out: int
+    hold: asyncio.Semaphore | None, model: str, text: str, usage_in: int, usage_out: int
 ) -> AsyncIterator[bytes]:
     yield _sse(
         "message_start",
@@ -290,8 +315,8 @@ async def _anthropic_stream(
         {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
     )
     yield _sse("ping", {"type": "ping"})
-    for piece in _chunks(text):
-        await asyncio.sleep(state.chunk_delay)
+    for index, piece in enumerate(_chunks(text)):
+        await _next_allowed(hold, index)
         yield _sse(
             "content_block_delta",
             {
@@ -313,7 +338,7 @@ async def _anthropic_stream(
 
 
 async def _openai_stream(
-    state: DoubleState, model: str, text: str, usage_in: int, usage_out: int
+    hold: asyncio.Semaphore | None, model: str, text: str, usage_in: int, usage_out: int
 ) -> AsyncIterator[bytes]:
     chunk_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
@@ -328,8 +353,8 @@ async def _openai_stream(
         }
 
     yield _sse(None, chunk({"role": "assistant", "content": ""}, None))
-    for piece in _chunks(text):
-        await asyncio.sleep(state.chunk_delay)
+    for index, piece in enumerate(_chunks(text)):
+        await _next_allowed(hold, index)
         yield _sse(None, chunk({"content": piece}, None))
     yield _sse(None, chunk({}, "stop"))
     # Final usage chunk, as OpenAI sends with stream_options.include_usage.
@@ -361,8 +386,7 @@ def main() -> None:
     api_key = os.environ.get("SUPERMEMORY_DOUBLE_API_KEY")
     if not api_key:
         parser.error("SUPERMEMORY_DOUBLE_API_KEY must be set")
-    delay = float(os.environ.get("SUPERMEMORY_DOUBLE_CHUNK_DELAY", "0.15"))
-    app = create_app(api_key=api_key, chunk_delay=delay)
+    app = create_app(api_key=api_key)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
 
 

@@ -3,7 +3,6 @@ that the memory headers cannot be forged by a client or leak back to one."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
@@ -16,7 +15,7 @@ from .helpers import (
     OPENAI_FORMAT_MODEL,
     PYCHARM_UA,
     Clients,
-    assert_spread_out,
+    assert_streamed_in_lockstep,
     chat,
     header_values,
     nonce,
@@ -74,22 +73,22 @@ def test_plain_openai_sdk_gets_the_default(
 
 def test_openai_stream_arrives_in_pieces(router: Router, double: Double, clients: Clients) -> None:
     marker = nonce()
+    question = f"stream {marker}"
     client = clients.openai(router.url, router.litellm.master_key, {"User-Agent": PYCHARM_UA})
+    double.hold(marker)  # each text chunk waits until the last one has arrived here
 
-    arrivals: list[float] = []
     pieces: list[str] = []
     stream = client.chat.completions.create(
         model=OPENAI_FORMAT_MODEL,
-        messages=[{"role": "user", "content": f"stream {marker}"}],
+        messages=[{"role": "user", "content": question}],
         stream=True,
     )
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
-            arrivals.append(time.monotonic())
             pieces.append(chunk.choices[0].delta.content)
+            double.allow(marker)
 
-    assert "".join(pieces).startswith(ANSWER_PREFIX)
-    assert_spread_out(arrivals)
+    assert_streamed_in_lockstep(pieces, question)
     assert upstream_user_id(double, marker) == "pycharm-ai-chat"
 
 

@@ -71,11 +71,3 @@ def test_bad_sections_name_the_problem(section: dict[str, Any], message: str) ->
 def test_a_section_that_is_not_a_mapping() -> None:
     with pytest.raises(MemoryConfigError, match="must be a mapping"):
         parse_memory_config(["store"])  # type: ignore[arg-type]
-
-
-def test_memory_names_follow_the_routing_rule_for_ids() -> None:
-    """Every id the router can decide is a valid namespace, and the other way round."""
-    from router.memory.backend import USER_ID_PATTERN
-    from router.rules import USER_ID_PATTERN as ROUTING_PATTERN
-
-    assert USER_ID_PATTERN == ROUTING_PATTERN

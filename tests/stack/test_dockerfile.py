@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -98,6 +102,22 @@ def test_dependencies_are_installed_before_the_code_is_copied(
     # and the copy before it carries only the requirements, not the package
     before = [a for k, a in stage[:dep_install] if k == "COPY"]
     assert all("router" not in a.split()[0] for a in before), before
+
+
+def test_the_image_installs_the_dependencies_and_the_redis_extra(
+    instrs: list[tuple[str, str]], tmp_path: Path
+) -> None:
+    """Run the requirements stage's command on the real pyproject.toml."""
+    stage = instrs[: max(i for i, (k, _) in enumerate(instrs) if k == "FROM")]
+    (command,) = [a for k, a in stage if k == "RUN"]
+    (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
+    python_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": python_dir + os.pathsep + os.environ.get("PATH", "")}
+    subprocess.run(["sh", "-c", command], cwd=tmp_path, env=env, check=True)
+    wanted = (tmp_path / "requirements.txt").read_text().split()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert wanted == project["dependencies"] + project["optional-dependencies"]["redis"]
+    assert any(r.startswith("redis") for r in wanted)
 
 
 def test_runs_as_non_root_after_the_last_install(instrs: list[tuple[str, str]]) -> None:

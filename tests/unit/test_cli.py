@@ -10,6 +10,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+import httpx
+import pytest
+
+from tests.conftest import RouterFactory
+
 EXE = shutil.which("memory-router")
 
 
@@ -62,7 +67,32 @@ def test_explain_default_and_no_key_in_output() -> None:
 def test_explain_refused_header_exit_1() -> None:
     out = run("explain", "-H", "x-memory-user-id: not valid")
     assert out.returncode == 1
-    assert "x-memory-user-id" in out.stderr and "400" in out.stderr
+    assert "refused (HTTP 400 invalid_user_id): Header x-memory-user-id" in out.stderr
+
+
+POLICY = (
+    "user_id_mappings:\n  custom_header_policy: {allowed_ids: [mobile-app]}\n  default_user_id: d\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("claimed", "status", "code"),
+    [("not valid", 400, "invalid_user_id"), ("desktop-app", 403, "user_id_not_allowed")],
+)
+def test_explain_prints_the_status_the_proxy_answers(
+    start_router: RouterFactory, tmp_path: Path, claimed: str, status: int, code: str
+) -> None:
+    cfg = tmp_path / "policy.yaml"
+    cfg.write_text(POLICY)
+    out = run("explain", "--config", str(cfg), "-H", f"x-memory-user-id: {claimed}")
+    assert out.returncode == 1
+    assert f"refused (HTTP {status} {code})" in out.stderr
+    _, url = start_router(config=cfg)
+    answer = httpx.post(
+        f"{url}/v1/chat/completions", json={"model": "m"}, headers={"x-memory-user-id": claimed}
+    )
+    assert (answer.status_code, answer.json()["error"]["code"]) == (status, code)
+    assert answer.json()["error"]["message"] in out.stderr
 
 
 def test_explain_malformed_header_flag() -> None:

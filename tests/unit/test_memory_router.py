@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from router import MemoryRouter
+from router.exceptions import DetectUserIdError
 from router.memory_router import default_config_path
 
 
@@ -69,5 +70,68 @@ def test_subclass_override_drives_decide() -> None:
 
 def test_subclass_returning_bad_id_is_an_error() -> None:
     router = DatabaseRouter({"sk-bad": "not valid!"})
-    with pytest.raises(ValueError, match="invalid user id"):
+    with pytest.raises(DetectUserIdError, match="invalid user id"):
         router.decide({"authorization": "Bearer sk-bad"})
+    with pytest.raises(DetectUserIdError):  # and it is never injected
+        router.inject_memory_headers({"authorization": "Bearer sk-bad"}, None)
+
+
+class AsyncDatabaseRouter(MemoryRouter):
+    """The same lookup as a coroutine function, as one on an async driver would be."""
+
+    def __init__(self, table: dict[str, str]) -> None:
+        super().__init__()
+        self.table = table
+        self.seen: list[Mapping[str, str]] = []
+
+    async def detect_user_id(self, headers: Mapping[str, str]) -> str:
+        self.seen.append(headers)
+        user_id = self.table.get(headers.get("authorization", "").removeprefix("Bearer "))
+        return user_id or self.rules_user_id(headers)
+
+
+@pytest.mark.parametrize(
+    ("headers", "user_id", "source"),
+    [
+        ({"Authorization": "Bearer sk-alice"}, "alice", "custom_code"),
+        ({"User-Agent": "OpenAIClientImpl/Java unknown"}, "pycharm-ai-chat", "pattern"),
+        ({"authorization": "Bearer sk-bad"}, None, None),
+    ],
+)
+async def test_adecide_awaits_an_async_override(
+    headers: dict[str, str], user_id: str | None, source: str | None
+) -> None:
+    router = AsyncDatabaseRouter({"sk-alice": "alice", "sk-bad": "not valid!"})
+    if user_id is None:
+        with pytest.raises(DetectUserIdError):
+            await router.adecide(headers)
+    else:
+        decision = await router.adecide(headers)
+        assert (decision.user_id, decision.source) == (user_id, source)
+    assert router.needs_all_headers
+    assert all(k == k.lower() for k in router.seen[0])  # the override sees lower-case names
+
+
+async def test_adecide_takes_sync_overrides_and_plain_rules_too() -> None:
+    decision = await DatabaseRouter({"sk-alice": "alice"}).adecide(
+        {"authorization": "Bearer sk-alice"}
+    )
+    assert (decision.user_id, decision.source) == ("alice", "custom_code")
+    plain = MemoryRouter()
+    assert not plain.needs_all_headers
+    decision = await plain.adecide({"User-Agent": "claude-cli/2.0.14 (external, cli)"})
+    assert decision == plain.decide({"user-agent": "claude-cli/2.0.14 (external, cli)"})
+
+
+async def test_routing_info_through_an_async_override() -> None:
+    router = AsyncDatabaseRouter({"sk-alice": "alice"})
+    info = await router.aget_routing_info({"Authorization": "Bearer sk-alice"})
+    assert (info["user_id"], info["source"]) == ("alice", "custom_code")
+
+
+def test_an_async_override_cannot_be_decided_synchronously() -> None:
+    router = AsyncDatabaseRouter({})
+    for call in (router.decide, router.get_routing_info):
+        with pytest.raises(TypeError, match="coroutine function: use adecide"):
+            call({"authorization": "Bearer sk-alice"})
+    assert router.seen == []  # refused before any coroutine was made

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from router.exceptions import ConfigError, InvalidCustomHeader
 from router.memory_router import default_config_path
-from router.rules import ConfigError, InvalidCustomHeader, decide, load_rules, parse_rules
+from router.rules import decide, load_rules, parse_rules
 
 RULES = parse_rules(
     textwrap.dedent(
@@ -154,7 +155,29 @@ def _config(body: str) -> str:
             _config("custom_header: 'bad header'\ndefault_user_id: d\n"),
             ["custom_header", "invalid header name"],
         ),
+        (
+            _config("custom_header_policy: {allowed_ids: [ok, 'b c']}\ndefault_user_id: d\n"),
+            ["user_id_mappings.custom_header_policy.allowed_ids[1]: invalid user id 'b c'"],
+        ),
+        (
+            _config("precedence: [api_key, cookies]\ndefault_user_id: d\n"),
+            ["user_id_mappings.precedence[1]: Input should be 'custom_header'"],
+        ),
+        (
+            _config("header_patterns: [5]\ndefault_user_id: d\n"),
+            ["user_id_mappings.header_patterns[0] (rule 1): must be a mapping"],
+        ),
+        (
+            _config("default_user_id: d\n") + "rate_limits: [1]\n",
+            ["rate_limits: must be a mapping"],
+        ),
+        (
+            _config("default_user_id: d\n") + "rate_limits: {per_user_id: {5: {}}}\n",
+            ["rate_limits.per_user_id: key 5: Input should be a valid string"],
+        ),
         ("model_list: []\n", ["no 'user_id_mappings' section"]),
+        ("", ["no 'user_id_mappings' section"]),
+        ("- user_id_mappings\n", ["the document must be a mapping"]),
         ("user_id_mappings: [1, 2]\n", ["must be a mapping"]),
         ("user_id_mappings: {a: [\n", ["not valid YAML"]),
     ],
@@ -170,6 +193,27 @@ def test_bad_config_names_file_rule_and_problem(
     assert message.startswith(str(path))
     for fragment in expected:
         assert fragment in message
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "routing.yaml"
+    path.write_text(
+        _config("header_patterns: [{header: ua, pattern: '(', user_id: x}]\n")
+        + "rate_limits: {default: {rpm: 5}}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_rules(path)
+    assert str(caught.value).split("; ") == [
+        f"{path}: user_id_mappings.header_patterns[0] (rule 1): pattern: invalid regular "
+        "expression '(': missing ), unterminated subpattern at position 0",
+        "user_id_mappings: default_user_id: required field is missing",
+        "rate_limits: default.rpm: unknown key",
+    ]
+
+
+def test_an_empty_rate_limits_section_limits_nothing() -> None:
+    rules = parse_rules(_config("default_user_id: d\n") + "rate_limits:\n")
+    assert rules.limits.for_user("d") is None
 
 
 def test_missing_file(tmp_path: Path) -> None:

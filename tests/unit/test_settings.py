@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from router.settings import SettingsError, load_settings
+from router.exceptions import SettingsError
+from router.settings import load_settings
 
 
 @pytest.fixture(autouse=True)

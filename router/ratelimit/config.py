@@ -9,7 +9,9 @@ rate_limits:
 ```
 
 An override changes only the fields it names; a field set to ``null`` removes
-that limit for the id. Without the section, nothing is limited.
+that limit for the id. Without the section, nothing is limited. The section is
+part of the config file's model (``router.config.RouterConfig``) and is compiled
+into ``RateLimits`` with the routing rules.
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
-from router.ratelimit import Limit
+from router.ratelimit.types import Limit
+from router.user_ids import UserId
 
 
 class LimitSpec(BaseModel):
+    """The limits of one id (or the default): per-minute budgets and bursts."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     requests_per_minute: PositiveInt | None = None
@@ -45,10 +50,12 @@ class LimitSpec(BaseModel):
 
 
 class RateLimitsSection(BaseModel):
+    """The ``rate_limits`` section: a default and per-id overrides."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     default: LimitSpec = Field(default_factory=LimitSpec)
-    per_user_id: dict[str, LimitSpec] = Field(default_factory=dict)
+    per_user_id: dict[UserId, LimitSpec] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +67,6 @@ class RateLimits:
 
     def for_user(self, user_id: str) -> Limit | None:
         return self.overrides.get(user_id, self.default)
-
-    @property
-    def enabled(self) -> bool:
-        return self.default is not None or any(v is not None for v in self.overrides.values())
 
 
 def compile_limits(section: RateLimitsSection) -> RateLimits:

@@ -1,4 +1,5 @@
-"""The GCRA model shared by the backends: limits, verdicts, the limiter protocol."""
+"""The types both limiters share: a Limit, a Verdict, the RateLimiter protocol,
+and the GCRA parameters a Limit turns into."""
 
 from __future__ import annotations
 

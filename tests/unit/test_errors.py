@@ -1,0 +1,89 @@
+"""The one mapping from an exception to the router's reply, and the reply bodies."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from router.errors import ROUTER_BUG, RouterError, error_for
+from router.exceptions import (
+    ConfigError,
+    DetectUserIdError,
+    Forbidden,
+    InvalidCustomHeader,
+    MemoryRouterError,
+    RequestRefused,
+    SetupError,
+)
+
+
+@pytest.mark.parametrize(
+    ("exc", "status", "code", "message"),
+    [
+        (
+            InvalidCustomHeader("x-memory-user-id", "is empty"),
+            400,
+            "invalid_user_id",
+            "Header x-memory-user-id is empty.",
+        ),
+        (
+            InvalidCustomHeader("x-id", "names user id 'b', which …", kind="not_allowed"),
+            403,
+            "user_id_not_allowed",
+            "Header x-id names user id 'b', which ….",
+        ),
+        (
+            Forbidden(),
+            403,
+            "forbidden",
+            "This endpoint is not available to this caller.",
+        ),
+        (
+            DetectUserIdError("detect_user_id returned 'a b'"),
+            500,
+            "router_error",
+            "The memory router failed to handle the request.",
+        ),
+        (KeyError("internal detail"), 500, "router_error", ROUTER_BUG.message),
+    ],
+)
+def test_error_for(exc: Exception, status: int, code: str, message: str) -> None:
+    assert error_for(exc) == RouterError(status, code, message)
+    # nothing from an exception's own text reaches a client but the refusal's problem
+    assert "internal detail" not in error_for(exc).message
+
+
+def test_the_tree() -> None:
+    assert issubclass(ConfigError, SetupError) and issubclass(SetupError, MemoryRouterError)
+    assert issubclass(InvalidCustomHeader, RequestRefused) and issubclass(Forbidden, RequestRefused)
+    # a custom detect_user_id's bad answer is still a ValueError for callers that expect one
+    assert issubclass(DetectUserIdError, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "expected"),
+    [
+        (
+            "openai",
+            {
+                "error": {
+                    "message": "Header x is empty.",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "invalid_user_id",
+                }
+            },
+        ),
+        (
+            "anthropic",
+            {
+                "type": "error",
+                "error": {"type": "invalid_request_error", "message": "Header x is empty."},
+            },
+        ),
+    ],
+)
+def test_bodies(fmt: str, expected: dict[str, object]) -> None:
+    error = error_for(InvalidCustomHeader("x", "is empty"))
+    assert json.loads(error.body(fmt)) == expected  # type: ignore[arg-type]

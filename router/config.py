@@ -2,8 +2,9 @@
 
 One pydantic model, ``RouterConfig``, describes the whole document: the
 ``user_id_mappings`` section (custom header, its policy, API keys, precedence,
-header patterns, default id) and the ``rate_limits`` section. Other top-level
-keys are ignored, so the file may also be a LiteLLM config. Loading reads the
+header patterns, default id), the ``rate_limits`` section and the ``memory``
+section (storage and retrieval switches per id). Other top-level keys are
+ignored, so the file may also be a LiteLLM config. Loading reads the
 file, parses the YAML and validates it; a problem raises ``ConfigError`` naming
 the file, the place in the document and what is wrong::
 
@@ -34,6 +35,7 @@ from pydantic import (
 
 from router.api_keys import check_key_ref
 from router.exceptions import ConfigError
+from router.memory.config import MemorySection
 from router.ratelimit.config import RateLimitsSection
 from router.user_ids import UserId
 
@@ -113,17 +115,18 @@ class UserIdMappings(BaseModel):
 
 
 class RouterConfig(BaseModel):
-    """The whole config document. Keys other than these two are ignored."""
+    """The whole config document. Keys other than these three are ignored."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     user_id_mappings: UserIdMappings
     rate_limits: RateLimitsSection = Field(default_factory=RateLimitsSection)
+    memory: MemorySection = Field(default_factory=MemorySection)
 
-    @field_validator("rate_limits", mode="before")
+    @field_validator("rate_limits", "memory", mode="before")
     @classmethod
     def _empty_section(cls, value: object) -> object:
-        return {} if value is None else value  # ``rate_limits:`` with everything commented out
+        return {} if value is None else value  # a section with everything commented out
 
 
 @dataclass(frozen=True, slots=True)

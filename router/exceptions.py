@@ -7,15 +7,26 @@ The tree::
     │   │                         message and exits 2; a reload keeps the old rules
     │   ├── SettingsError         a flag, environment variable or .env entry is invalid
     │   ├── ConfigError           the routing config file cannot be used
-    │   └── MissingDependency     a setting needs an optional package that is not
-    │                             installed (REDIS_URL without memory-router[redis])
+    │   │   └── MemoryConfigError its ``memory`` section is invalid
+    │   ├── MissingDependency     a setting needs an optional package that is not
+    │   │                         installed (REDIS_URL without memory-router[redis])
+    │   └── MemorySetupError      the memory backend cannot be opened (the local
+    │                             store's file, say)
     ├── RequestRefused            the router answers a request itself, forwarding nothing
     │   ├── InvalidCustomHeader   the caller named its own id: kind "invalid" (not a
     │   │                         valid id) or "not_allowed" (the policy refuses it)
-    │   └── Forbidden             a protected control endpoint, called without access
+    │   ├── Forbidden             a protected control endpoint, called without access
+    │   ├── MemoryOff             a memory endpoint, with no memory backend to ask
+    │   ├── MemoryNotFound        forget: the caller has no memory by that id
+    │   └── InvalidLimit          a memory endpoint's ``limit`` is not 1 to 100
     ├── UpstreamError             LiteLLM could not be reached, did not answer in time,
     │                             or answered with something that is not valid HTTP;
     │                             ``kind`` says which (the upstream_errors metric label)
+    ├── MemoryBackendError        a memory backend refused or failed; do not retry
+    │   └── TransientMemoryError  a timeout, a dropped connection, a 429 or a 5xx;
+    │                             the store queue retries these
+    ├── InvalidUserId             a memory call named an id outside the id rule,
+    │                             refused before any I/O (also a ValueError)
     └── DetectUserIdError         a custom ``detect_user_id`` returned an invalid id
 
 Exceptions say what went wrong, never which HTTP status answers it: that is
@@ -90,6 +101,39 @@ class UpstreamError(MemoryRouterError):
     def __init__(self, kind: UpstreamErrorKind, detail: str = "") -> None:
         super().__init__(f"{kind}: {detail}" if detail else kind)
         self.kind: UpstreamErrorKind = kind
+
+
+class MemoryConfigError(ConfigError):
+    """The ``memory`` section of the config is invalid; the message names each bad key."""
+
+
+class MemorySetupError(SetupError):
+    """The configured memory backend cannot be opened; the message says why."""
+
+
+class MemoryOff(RequestRefused):
+    """A memory endpoint was called, but no backend can answer it: memory is ``off``, or
+    ``supermemory-router`` runs without a Supermemory key."""
+
+
+class MemoryNotFound(RequestRefused):
+    """The caller has no memory with the id it asked to forget."""
+
+
+class InvalidLimit(RequestRefused):
+    """The ``limit`` of a memory listing is not a whole number from 1 to 100."""
+
+
+class MemoryBackendError(MemoryRouterError):
+    """A memory backend failed; the message never holds a key or a memory's text."""
+
+
+class TransientMemoryError(MemoryBackendError):
+    """A failure that may pass: a timeout, a dropped connection, a 429 or a 5xx."""
+
+
+class InvalidUserId(MemoryRouterError, ValueError):
+    """The user id is not 1-100 characters of ``A-Z a-z 0-9 _ : -``."""
 
 
 class DetectUserIdError(MemoryRouterError, ValueError):

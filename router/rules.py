@@ -2,7 +2,8 @@
 
 ``compile_rules`` turns a validated config (``router.config``) into an immutable
 ``RoutingRules`` value: regexes compiled, API key references resolved to
-digests, rate limits compiled, the header names the rules read listed once.
+digests, rate limits and the memory switches compiled, the header names the
+rules read listed once.
 ``decide`` maps request headers to a ``Decision`` without side effects.
 """
 
@@ -26,6 +27,7 @@ from router.config import (
     parse_config,
 )
 from router.exceptions import ConfigError, InvalidCustomHeader
+from router.memory.config import MemoryPolicy, compile_memory
 from router.ratelimit.config import RateLimits, compile_limits
 from router.user_ids import USER_ID_RULE, is_valid_user_id
 
@@ -100,6 +102,7 @@ class RoutingRules:
     api_key_ids: Mapping[str, str] = field(default_factory=dict)
     precedence: tuple[IdentitySource, ...] = DEFAULT_PRECEDENCE
     limits: RateLimits = field(default_factory=RateLimits)
+    memory: MemoryPolicy = field(default_factory=MemoryPolicy)
     # Derived once here for the proxy, which compares raw ASGI header names (bytes).
     header_names_raw: frozenset[bytes] = field(init=False)
     custom_header_raw: bytes = field(init=False)
@@ -177,6 +180,7 @@ def compile_rules(file: ConfigFile, *, environ: Mapping[str, str] | None = None)
         api_key_ids,
         tuple(mappings.precedence),
         compile_limits(file.config.rate_limits),
+        compile_memory(file.config.memory),
     )
 
 

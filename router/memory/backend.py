@@ -4,7 +4,7 @@ A backend scopes every call by the user id the router decided: it is the SQLite
 rows' owner in the local store and the namespace (container tag) in Supermemory.
 Nothing else a client sends can widen or move that scope.
 
-Failures::
+Failures (defined in ``router.exceptions``, re-exported here)::
 
     MemoryBackendError        the backend refused or failed; do not retry
     └── TransientMemoryError  timeouts, connection errors, 429 and 5xx; worth a retry
@@ -18,21 +18,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from router.exceptions import InvalidUserId, MemoryBackendError, TransientMemoryError
 from router.user_ids import USER_ID_RULE, is_valid_user_id
 
+__all__ = [
+    "InvalidUserId",
+    "Memories",
+    "Memory",
+    "MemoryBackend",
+    "MemoryBackendError",
+    "MetadataValue",
+    "TransientMemoryError",
+    "Turn",
+    "check_user_id",
+    "new_turn_id",
+]
+
 MetadataValue = str | int | float | bool
-
-
-class MemoryBackendError(Exception):
-    """A memory backend failed; the message never holds a key or a memory's text."""
-
-
-class TransientMemoryError(MemoryBackendError):
-    """A failure that may pass: a timeout, a dropped connection, a 429 or a 5xx."""
-
-
-class InvalidUserId(ValueError):
-    """The user id is not 1-100 characters of ``A-Z a-z 0-9 _ : -``."""
 
 
 def check_user_id(user_id: str) -> str:

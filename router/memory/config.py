@@ -7,8 +7,11 @@
         claude-code-cli: {store: false}     # Claude Code's tool loops: retrieve, don't store
         private-notes: {store: false, retrieve: false}
 
-``parse_memory_config`` turns the section (a mapping, or None when absent) into an
-immutable ``MemoryPolicy``; a bad section raises ``MemoryConfigError`` naming each problem.
+The section is part of the config file's model (``router.config.RouterConfig.memory``)
+and is compiled with the routing rules (``RoutingRules.memory``), so a reload changes it
+with the rules, in one step. ``parse_memory_config`` validates and compiles a section on
+its own (a mapping, or None when absent); a bad section raises ``MemoryConfigError``
+naming each problem.
 """
 
 from __future__ import annotations
@@ -20,11 +23,17 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
-from router.memory.backend import InvalidUserId, check_user_id
+from router.exceptions import InvalidUserId, MemoryConfigError
+from router.memory.backend import check_user_id
 
-
-class MemoryConfigError(ValueError):
-    """The memory section is invalid; the message names each bad key."""
+__all__ = [
+    "MemoryConfigError",
+    "MemoryPolicy",
+    "MemorySection",
+    "Switches",
+    "compile_memory",
+    "parse_memory_config",
+]
 
 
 def _user_id_key(value: str) -> str:
@@ -41,7 +50,9 @@ class _Override(BaseModel):
     retrieve: bool | None = None
 
 
-class _Section(BaseModel):
+class MemorySection(BaseModel):
+    """The ``memory`` section as the config file writes it."""
+
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     store: bool = True
@@ -75,13 +86,18 @@ def parse_memory_config(section: Mapping[str, Any] | None) -> MemoryPolicy:
     if not isinstance(section, Mapping):
         raise MemoryConfigError("memory: must be a mapping")
     try:
-        parsed = _Section.model_validate(dict(section))
+        parsed = MemorySection.model_validate(dict(section))
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
             where = ".".join(str(p) for p in ("memory", *error["loc"]))
             problems.append(f"{where}: {error['msg']}".replace("Value error, ", ""))
         raise MemoryConfigError("; ".join(problems)) from None
+    return compile_memory(parsed)
+
+
+def compile_memory(parsed: MemorySection) -> MemoryPolicy:
+    """The validated section as a ``MemoryPolicy``: a dict lookup per request."""
     default = Switches(store=parsed.store, retrieve=parsed.retrieve)
     overrides = {
         user_id: Switches(

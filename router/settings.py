@@ -163,6 +163,17 @@ class Settings(BaseSettings):
             raise ValueError("must not contain a query or fragment")
         return value
 
+    @property
+    def memory_in_router(self) -> bool:
+        """Whether the router itself retrieves and stores (``supermemory-api``, ``local``)."""
+        return self.memory_backend in ("supermemory-api", "local")
+
+    @property
+    def supermemory_headers(self) -> bool:
+        """Whether requests carry ``x-sm-user-id`` and the key: only for Supermemory's
+        memory router, which applies the memory itself."""
+        return self.memory_backend == "supermemory-router"
+
     @model_validator(mode="after")
     def _check_memory(self) -> Settings:
         if self.memory_backend == "supermemory-api" and self.supermemory_api_key is None:

@@ -11,7 +11,9 @@ One module each::
     metrics          MemoryMetrics on an injected registry
     config           the ``memory`` config section: store/retrieve switches per id
     service          MemoryService.prepare / finish, which the proxy calls
-    factory          the backend and service the settings choose
+    manage           MemoryAdmin: list, search and forget, for the endpoints and the CLI
+    factory          the backend, service and admin the settings choose
 
-Not yet wired into the proxy, the control endpoints or the CLI (issue 14, phase 2).
+``router.proxy`` calls the service on chat requests, ``router.control`` serves
+``/memory-routing/memories`` through the admin, ``router.cli`` has ``memories``.
 """

@@ -181,6 +181,21 @@ class LocalBackend:
             raise
         return cls(executor, conn)
 
+    @classmethod
+    def connect(cls, path: Path | str, *, busy_timeout: float = 2.0) -> LocalBackend:
+        """``open`` for start-up code outside the event loop (``create_app``): the
+        connection is still made on, and owned by, the worker thread."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memory-sqlite")
+        try:
+            conn = executor.submit(_connect, str(path), int(busy_timeout * 1000)).result()
+        except sqlite3.Error as exc:
+            executor.shutdown(wait=False)
+            raise MemoryBackendError(f"cannot open the memory store: {exc}") from None
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(executor, conn)
+
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._closed:
             raise MemoryBackendError("the memory store is closed")

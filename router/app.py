@@ -3,6 +3,12 @@
 Request flow: ``RouterApp`` sends the router's own paths to the control app
 (FastAPI) and every other HTTP request straight to ``Proxy``, keeping framework
 routing and middleware off the hot path.
+
+Memory: with the ``supermemory-api`` or ``local`` backend a ``MemoryService`` is
+opened here (a local store that cannot be opened stops the start with
+``MemorySetupError``), handed to the proxy and to the memory endpoints, started with
+the app and drained at shutdown. The drain shares the ``drain_seconds`` window with
+the in-flight requests, counted from the SIGTERM when ``router.server.run`` serves.
 """
 
 from __future__ import annotations
@@ -10,13 +16,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from router.control import CONTROL_PATHS, build_control_app
+from router.control import CONTROL_PATHS, CONTROL_PREFIX, build_control_app
 from router.logs import LOGGER_NAME, redact_handlers
+from router.memory.factory import open_admin, open_service
+from router.memory.manage import MemoryAdmin
+from router.memory.metrics import MemoryMetrics
+from router.memory.service import MemoryService
 from router.memory_router import MemoryRouter, default_config_path
 from router.metrics import Metrics
 from router.proxy import Proxy, Receive, Scope, Send
@@ -51,6 +62,8 @@ class RouterApp:
         proxy: Proxy,
         reloader: ConfigReloader,
         limiter: RateLimiter,
+        memory: MemoryService | None = None,
+        memory_admin: MemoryAdmin | None = None,
     ) -> None:
         self.settings = settings
         self.router = router
@@ -60,12 +73,23 @@ class RouterApp:
         self.proxy = proxy
         self.reloader = reloader
         self.limiter = limiter
+        self.memory = memory
+        self.memory_admin = memory_admin
+        self.shutdown_began: float | None = None
+
+    def begin_shutdown(self) -> None:
+        """Note when shutting down began (the server calls this on SIGTERM): the memory
+        queue's drain ends within ``drain_seconds`` of it."""
+        if self.shutdown_began is None:
+            self.shutdown_began = time.monotonic()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in CONTROL_PATHS:
-            await self.proxy(scope, receive, send)
-        else:
-            await self.control(scope, receive, send)
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path not in CONTROL_PATHS and not path.startswith(CONTROL_PREFIX):
+                await self.proxy(scope, receive, send)
+                return
+        await self.control(scope, receive, send)
 
 
 def create_app(
@@ -76,6 +100,7 @@ def create_app(
     http_client: httpx.AsyncClient | None = None,
     rate_limiter: RateLimiter | None = None,
     logger: logging.Logger | None = None,
+    memory: MemoryService | None = None,
 ) -> RouterApp:
     """Build an isolated router app.
 
@@ -85,7 +110,10 @@ def create_app(
     you pass is used through ``HttpxUpstream`` and stays yours to close; without
 one, the router uses aiohttp (``router.upstream``) and closes it at shutdown. The
     same goes for ``rate_limiter``, which defaults to Redis when ``REDIS_URL`` is
-    set and to an in-process limiter otherwise.
+    set and to an in-process limiter otherwise. ``memory`` is a ``MemoryService`` of
+    your own (any ``MemoryBackend``); the app starts it, and it stays yours to close.
+    Without one, the app opens the backend ``settings.memory_backend`` names, if the
+    router does memory itself, and drains and closes it at shutdown.
     """
     if router is None:
         router = MemoryRouter(settings.config)
@@ -104,6 +132,13 @@ one, the router uses aiohttp (``router.upstream``) and closes it at shutdown. Th
         max_user_ids=settings.max_user_id_labels,
         known_user_ids=router.rules.known_user_ids(),
     )
+    owns_memory = memory is None
+    if memory is None:
+        memory_metrics = MemoryMetrics(registry, settings.memory_backend)
+        memory = open_service(settings, memory_metrics, router.rules.memory)
+    else:
+        memory_metrics = memory.metrics
+    admin = open_admin(settings, memory_metrics, memory)
 
     owns_limiter = rate_limiter is None
     limiter = rate_limiter
@@ -127,9 +162,12 @@ one, the router uses aiohttp (``router.upstream``) and closes it at shutdown. Th
         force_polling=settings.watch_force_polling,
     )
     watch_task: asyncio.Task[None] | None = None
+    app: RouterApp | None = None
 
     async def startup() -> None:
         nonlocal watch_task
+        if memory is not None:
+            memory.start()
         if settings.watch_config:
             watch_task = asyncio.create_task(reloader.watch())
         reloader.install_sighup()
@@ -144,6 +182,13 @@ one, the router uses aiohttp (``router.upstream``) and closes it at shutdown. Th
         await upstream.aclose()  # a caller's httpx client stays open: it is theirs
         if owns_limiter:
             await limiter.aclose()
+        if admin is not None:
+            await admin.aclose()
+        if memory is not None and owns_memory:
+            assert app is not None
+            began = app.shutdown_began if app.shutdown_began is not None else time.monotonic()
+            window = max(0.0, settings.drain_seconds - (time.monotonic() - began))
+            await memory.aclose(window)  # turns lost are logged and counted by the queue
 
     control = build_control_app(
         settings=settings,
@@ -153,6 +198,8 @@ one, the router uses aiohttp (``router.upstream``) and closes it at shutdown. Th
         reloader=reloader,
         on_startup=startup,
         on_shutdown=shutdown,
+        memory=admin,
+        logger=log,
     )
     proxy = Proxy(
         settings=settings,
@@ -161,8 +208,9 @@ one, the router uses aiohttp (``router.upstream``) and closes it at shutdown. Th
         upstream=upstream,
         limiter=limiter,
         logger=log,
+        memory=memory,
     )
-    return RouterApp(
+    app = RouterApp(
         settings=settings,
         router=router,
         metrics=metrics,
@@ -171,4 +219,7 @@ one, the router uses aiohttp (``router.upstream``) and closes it at shutdown. Th
         proxy=proxy,
         reloader=reloader,
         limiter=limiter,
+        memory=memory,
+        memory_admin=admin,
     )
+    return app

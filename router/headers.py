@@ -100,12 +100,23 @@ def downstream_headers(
 
 
 def memory_headers(
-    user_id: str, supermemory_key: str | None, *, litellm_end_user: bool = False
+    user_id: str,
+    supermemory_key: str | None,
+    *,
+    litellm_end_user: bool = False,
+    supermemory: bool = True,
 ) -> list[tuple[bytes, bytes]]:
-    """The headers the router adds. ``user_id`` must already be a valid id."""
-    out = [(SM_USER_ID.encode(), user_id.encode())]
-    if supermemory_key:
-        out.append((SM_API_KEY.encode(), supermemory_key.encode()))
+    """The headers the router adds. ``user_id`` must already be a valid id.
+
+    ``supermemory`` is True when Supermemory's memory router does the memory (the
+    ``supermemory-router`` backend): only then do the id and the key go upstream as
+    ``x-sm-user-id`` and ``x-supermemory-api-key``. With any other backend they would
+    apply memory a second time, or hand the key to the provider."""
+    out: list[tuple[bytes, bytes]] = []
+    if supermemory:
+        out.append((SM_USER_ID.encode(), user_id.encode()))
+        if supermemory_key:
+            out.append((SM_API_KEY.encode(), supermemory_key.encode()))
     if litellm_end_user:
         out.append((LITELLM_END_USER.encode(), user_id.encode()))
     return out
@@ -125,12 +136,14 @@ class RequestIds:
         return self._prefix + b"%08x" % (next(self._counter) & 0xFFFFFFFF)
 
 
-def memory_header_names(supermemory_key: str | None, *, litellm_end_user: bool) -> list[str]:
+def memory_header_names(
+    supermemory_key: str | None, *, litellm_end_user: bool, supermemory: bool = True
+) -> list[str]:
     """The names of the headers ``memory_headers`` adds with these settings."""
-    return [
-        n.decode()
-        for n, _ in memory_headers("-", supermemory_key, litellm_end_user=litellm_end_user)
-    ]
+    added = memory_headers(
+        "-", supermemory_key, litellm_end_user=litellm_end_user, supermemory=supermemory
+    )
+    return [n.decode() for n, _ in added]
 
 
 def request_id_from(value: bytes | None, make: Callable[[], bytes] | None = None) -> bytes:

@@ -14,6 +14,14 @@ them.
 
 The answer's bytes are relayed as they arrive. A watcher notices a client that
 hangs up and cancels the upstream call at once.
+
+Memory in the router (the ``supermemory-api`` and ``local`` backends): a chat request
+goes through ``MemoryService.prepare`` before it is forwarded (memories found for the
+decided id go into its last user message, within a time budget), the answer's
+``x-memory-router-memory`` header says what happened, a text tap reads each chunk after
+it has been sent, and ``MemoryService.finish`` queues the turn for storage once the
+answer has ended normally. With ``supermemory-router`` or ``off`` there is no service,
+and the hot path does no memory work at all.
 """
 
 from __future__ import annotations
@@ -44,6 +52,9 @@ from router.headers import (
     request_id_from,
     upstream_headers,
 )
+from router.memory.service import HEADER as MEMORY_HEADER
+from router.memory.service import MemoryContext, MemoryService, Outcome
+from router.memory.tap import TextTap
 from router.memory_router import MemoryRouter
 from router.metrics import CLIENT_CLOSED, INVALID, Metrics, method_label, route_label
 from router.ratelimit import Limit, RateLimiter
@@ -58,6 +69,8 @@ Send = Any
 RawHeaders = tuple[tuple[bytes, bytes], ...]
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+_MEMORY_HEADERS = {o.value: (MEMORY_HEADER.encode(), o.value.encode()) for o in Outcome}
+_LOG_ROUTING = "%s routing model=%s user_id=%s source=%s rule=%s injected=%s"
 
 WATCH_AFTER = 0.05
 
@@ -145,20 +158,28 @@ class Proxy:
         upstream: Upstream,
         limiter: RateLimiter,
         logger: logging.Logger,
+        memory: MemoryService | None = None,
     ) -> None:
         self._limiter = limiter
+        self._memory = memory
         self._upstream = upstream
         self._new_id = RequestIds()
         self._max_body = settings.max_body_bytes
         self._max_header = settings.max_header_bytes
-        self._key = settings.supermemory_key
-        self._key_bytes = self._key.encode() if self._key else b""
+        key = settings.supermemory_key
+        self._key_bytes = key.encode() if key else b""  # never echoed, whatever the backend
+        # Only Supermemory's memory router gets the id and the key as headers.
+        self._supermemory = settings.supermemory_headers
+        self._key = key if self._supermemory else None
         self._end_user = settings.litellm_end_user_header
         self._router = router
         self._metrics = metrics
         self._log = logger
         self._injected_names = ",".join(
-            memory_header_names(self._key, litellm_end_user=self._end_user)
+            memory_header_names(
+                self._key, litellm_end_user=self._end_user, supermemory=self._supermemory
+            )
+            or ["-"]
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -259,22 +280,37 @@ class Proxy:
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         model = find_model(body) if body else None
 
-        if self._log.isEnabledFor(logging.INFO):
-            self._log.info(
-                "%s routing model=%s user_id=%s source=%s rule=%s injected=%s",
-                x.rid,
-                model or "-",
-                decision.user_id,
-                decision.source,
-                decision.reason,
-                self._injected_names,
-            )
-
         task = asyncio.current_task()
         assert task is not None
         watch = _Disconnect(receive, task)
         try:
-            await self._forward(x, scope, headers, body, model, send, watch)
+            memory = self._memory
+            context: MemoryContext | None = None
+            outcome: str | None = None
+            if memory is not None and scope["method"] == "POST":
+                # Bounded by the memory budget; a client that leaves meanwhile cancels it.
+                body, outcome, context = await memory.prepare(
+                    decision.user_id, scope["path"], body, self._router.rules.memory
+                )
+            if self._log.isEnabledFor(logging.INFO):
+                args = (model or "-", decision.user_id, decision.source, decision.reason)
+                if outcome is None:
+                    self._log.info(_LOG_ROUTING, x.rid, *args, self._injected_names)
+                else:
+                    self._log.info(
+                        _LOG_ROUTING + " memory=%s", x.rid, *args, self._injected_names, outcome
+                    )
+            await self._forward(
+                x,
+                scope,
+                headers,
+                body,
+                model,
+                send,
+                watch,
+                context,
+                _MEMORY_HEADERS.get(outcome) if outcome is not None else None,
+            )
         except asyncio.CancelledError:
             if not watch.fired:
                 raise
@@ -319,12 +355,23 @@ class Proxy:
         model: str | None,
         send: Send,
         watch: _Disconnect,
+        context: MemoryContext | None = None,
+        memory_header: tuple[bytes, bytes] | None = None,
     ) -> None:
-        """Send upstream and relay the answer; ``x.status`` says how it ended."""
+        """Send upstream and relay the answer; ``x.status`` says how it ended.
+
+        ``context`` is memory's view of the request (None without memory in the router),
+        ``memory_header`` the ``x-memory-router-memory`` header for the answer."""
         metrics = self._metrics
         decision = x.decision
         assert decision is not None
-        inject = memory_headers(decision.user_id, self._key, litellm_end_user=self._end_user)
+        extra = [memory_header] if memory_header is not None else None
+        inject = memory_headers(
+            decision.user_id,
+            self._key,
+            litellm_end_user=self._end_user,
+            supermemory=self._supermemory,
+        )
         inject.append((b"x-request-id", x.request_id))
         out = upstream_headers(
             headers, custom_header=self._router.rules.custom_header_raw, inject=inject
@@ -333,7 +380,7 @@ class Proxy:
             if not value.isascii() and not _is_utf8(value):
                 # The client writes header values as UTF-8: other bytes would change on the way.
                 metrics.rejected.labels("invalid_header").inc()
-                await self._reply(send, x, invalid_header(name.decode("latin-1")))
+                await self._reply(send, x, invalid_header(name.decode("latin-1")), extra)
                 return
         target: bytes = scope.get("raw_path") or scope["path"].encode()
         query: bytes = scope.get("query_string", b"")
@@ -347,7 +394,7 @@ class Proxy:
         except UpstreamError as exc:
             self._upstream_failed(x, exc, "")
             watch.finishing = True
-            await self._reply(send, x, error_for(exc))
+            await self._reply(send, x, error_for(exc), extra)
             return
 
         try:
@@ -365,14 +412,16 @@ class Proxy:
                     has_length = True
                 relayed.append((lname, value))
             x.status = str(status)
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": downstream_headers(relayed, request_id=x.request_id),
-                }
-            )
+            down = downstream_headers(relayed, request_id=x.request_id)
+            if memory_header is not None:
+                down.append(memory_header)
+            await send({"type": "http.response.start", "status": status, "headers": down})
             tap: UsageTap | None = tap_for(content_type, content_encoding)
+            text: TextTap | None = None
+            if context is not None:
+                text = context.tap(
+                    status=status, content_type=content_type, content_encoding=content_encoding
+                )
             first = True
             try:
                 async for chunk in answer:
@@ -382,6 +431,8 @@ class Proxy:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     if tap is not None:
                         tap.feed(chunk)
+                    if text is not None:
+                        text.feed(chunk)
             except UpstreamError as exc:
                 self._upstream_failed(x, exc, " mid-response")
                 watch.finishing = True
@@ -391,6 +442,9 @@ class Proxy:
                 metrics.ttfb_of(x.user, x.route).observe(perf_counter() - x.start)
             watch.finishing = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if context is not None and self._memory is not None:
+                # The answer ended normally: queue the turn (never waits).
+                self._memory.finish(context, text)
             if tap is not None:
                 usage = tap.finish()
                 if usage.seen:

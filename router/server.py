@@ -5,6 +5,7 @@ from __future__ import annotations
 import resource
 import signal
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -40,6 +41,21 @@ def server_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Con
     return uvicorn.Config(app, **options)
 
 
+class RouterServer(uvicorn.Server):
+    """uvicorn's server, telling the app when shutting down begins (``begin_shutdown``),
+    so that work the app does after the connections close (draining the memory store
+    queue) stays within the same drain window."""
+
+    def __init__(self, config: uvicorn.Config, on_shutdown: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self._on_shutdown = on_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._on_shutdown is not None:
+            self._on_shutdown()
+        await super().shutdown(sockets)
+
+
 def run(app: Any, settings: Settings, sockets: list[socket.socket] | None = None) -> bool:
     """Serve until stopped. Returns whether the server started.
 
@@ -50,7 +66,7 @@ def run(app: Any, settings: Settings, sockets: list[socket.socket] | None = None
     raise_open_file_limit()
     previous = signal.signal(signal.SIGTERM, _ignore)
     try:
-        server = uvicorn.Server(server_config(app, settings))
+        server = RouterServer(server_config(app, settings), getattr(app, "begin_shutdown", None))
         server.run(sockets=sockets)
     finally:
         signal.signal(signal.SIGTERM, previous)

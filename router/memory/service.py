@@ -189,23 +189,27 @@ class MemoryService:
         return lost
 
     async def prepare(
-        self, user_id: str, path: str, body: bytes
+        self, user_id: str, path: str, body: bytes, policy: MemoryPolicy | None = None
     ) -> tuple[bytes, str | None, MemoryContext | None]:
-        """The body to forward, the outcome header value and the context for ``finish``."""
+        """The body to forward, the outcome header value and the context for ``finish``.
+
+        ``policy`` is the per-id switches to apply (the proxy passes the ones compiled
+        with its current rules); without it, the service's own."""
         try:
-            return await self._prepare(user_id, path, body)
+            chosen = policy if policy is not None else self.policy
+            return await self._prepare(user_id, path, body, chosen)
         except Exception as exc:  # fail-open, whatever went wrong
             self._warn("error", "memory retrieval for %s failed: %s", user_id, type(exc).__name__)
             self.metrics.retrieval(Outcome.ERROR)
             return body, Outcome.ERROR.value, None
 
     async def _prepare(
-        self, user_id: str, path: str, body: bytes
+        self, user_id: str, path: str, body: bytes, policy: MemoryPolicy
     ) -> tuple[bytes, str | None, MemoryContext | None]:
         chat = parse_chat(path, body)
         if chat is None:
             return body, None, None
-        switches = self.policy.for_user(user_id)
+        switches = policy.for_user(user_id)
         turn = turn_of(chat)
         conversation = conversation_id(chat)
         context = MemoryContext(

@@ -1,17 +1,22 @@
-"""Command line: ``memory-router [serve] | explain | check``.
+"""Command line: ``memory-router [serve] | explain | check | memories``.
 
 - ``serve`` (the default) runs the proxy on uvicorn.
 - ``explain -H 'Name: value' ...`` prints the decision for some headers, offline.
 - ``check`` validates a config and prints its rule table.
+- ``memories list|search|forget --user-id ID`` shows or removes one id's memories in
+  the configured backend (the local file, or Supermemory's API with the same key).
+  It is an operator's tool: it names any id, where the endpoints act on the caller's.
 
 Exit codes: 0 success; 1 the headers given to ``explain`` are refused (the
-proxy would answer them with the status printed); 2 bad settings, bad config,
-a missing optional package or bad usage.
+proxy would answer them with the status printed), or ``memories forget`` found
+nothing by that id, or the memory backend failed; 2 bad settings, bad config, a
+missing optional package, no memory backend to ask, or bad usage.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import sys
@@ -20,13 +25,16 @@ from typing import Any
 
 from router import __version__
 from router.errors import error_for
-from router.exceptions import RequestRefused, SetupError
+from router.exceptions import MemoryBackendError, RequestRefused, SetupError
 from router.headers import memory_header_names
+from router.memory.backend import Memory
+from router.memory.factory import open_admin
 from router.memory_router import MemoryRouter, default_config_path
 from router.rules import RoutingRules
 from router.settings import LOG_LEVELS, Settings, load_settings
+from router.user_ids import USER_ID_RULE, is_valid_user_id
 
-COMMANDS = ("serve", "explain", "check")
+COMMANDS = ("serve", "explain", "check", "memories")
 EXIT_OK, EXIT_REFUSED, EXIT_CONFIG = 0, 1, 2
 
 
@@ -73,7 +81,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="validate a config and print its rules")
     check.add_argument("--config", help="routing config YAML (env MEMORY_ROUTER_CONFIG)")
+
+    memories = commands.add_parser(
+        "memories",
+        help="list, search or forget one id's memories",
+        description="One id's memories in the backend MEMORY_ROUTER_MEMORY_BACKEND names "
+        "(the local file, or Supermemory's API with SUPERMEMORY_API_KEY).",
+    )
+    actions = memories.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="the id's memories, newest first")
+    searching = actions.add_parser("search", help="the id's memories that match a query")
+    searching.add_argument("query", help="what to look for")
+    for sub in (listing, searching):
+        sub.add_argument("--limit", type=int, default=20, help="at most this many (1-100; 20)")
+        sub.add_argument("--json", action="store_true", help="print JSON")
+    forget = actions.add_parser("forget", help="remove memories by id, or all of them")
+    forget.add_argument("memory_ids", nargs="*", metavar="MEMORY_ID", help="ids from list")
+    forget.add_argument("--all", action="store_true", help="remove every memory of the id")
+    for sub in (listing, searching, forget):
+        sub.add_argument("--user-id", required=True, type=_user_id, help="whose memories")
     return parser
+
+
+def _user_id(text: str) -> str:
+    if not is_valid_user_id(text):
+        raise argparse.ArgumentTypeError(f"invalid user id {text!r}: must be {USER_ID_RULE}")
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,12 +115,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help", "--version")
     ):
         args_list.insert(0, "serve")
-    args = build_parser().parse_args(args_list)
+    parser = build_parser()
+    args = parser.parse_args(args_list)
     try:
         if args.command == "explain":
             return explain(args)
         if args.command == "check":
             return check(args)
+        if args.command == "memories":
+            if args.action == "forget" and bool(args.memory_ids) == args.all:
+                parser.error("memories forget: give MEMORY_ID... or --all, not both")
+            return memories(args)
         return serve(args)
     except SetupError as exc:
         print(f"memory-router: {exc}", file=sys.stderr)
@@ -112,7 +150,9 @@ def explain(args: argparse.Namespace) -> int:
         print(f"refused (HTTP {error.status} {error.code}): {error.message}", file=sys.stderr)
         return EXIT_REFUSED
     injected = memory_header_names(
-        settings.supermemory_key, litellm_end_user=settings.litellm_end_user_header
+        settings.supermemory_key,
+        litellm_end_user=settings.litellm_end_user_header,
+        supermemory=settings.supermemory_headers,
     )
     if args.json:
         print(json.dumps({**info, "injected_headers": injected}, indent=2))
@@ -127,7 +167,8 @@ def explain(args: argparse.Namespace) -> int:
             f"pattern={matched['pattern']}"
         )
     print(f"config:   {info['config']['path']} (sha256 {info['config']['sha256']})")
-    print(f"injects:  {', '.join(injected)}")
+    print(f"injects:  {', '.join(injected) or '-'}")
+    print(f"memory:   {settings.memory_backend}")
     return EXIT_OK
 
 
@@ -152,6 +193,70 @@ def check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def memories(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    admin = open_admin(settings)
+    if admin is None:
+        off = settings.memory_backend == "off"
+        why = "memory is off" if off else "SUPERMEMORY_API_KEY is unset"
+        print(
+            f"memory-router: no memories to reach: MEMORY_ROUTER_MEMORY_BACKEND="
+            f"{settings.memory_backend} and {why}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    user_id: str = args.user_id
+
+    async def run() -> int:
+        try:
+            if args.action == "forget":
+                if args.all:
+                    deleted = await admin.forget_all(user_id)
+                    print(f"forgot {deleted} memor{'y' if deleted == 1 else 'ies'} of {user_id}")
+                    return EXIT_OK
+                missing = [m for m in args.memory_ids if not await admin.forget(user_id, m)]
+                for memory_id in args.memory_ids:
+                    state = "not found" if memory_id in missing else "forgotten"
+                    print(f"{memory_id}: {state}")
+                return EXIT_REFUSED if missing else EXIT_OK
+            if args.action == "search":
+                found = await admin.search(user_id, args.query, args.limit)
+            else:
+                found = await admin.list(user_id, args.limit)
+            _print_memories(found, user_id, settings.memory_backend, as_json=args.json)
+            return EXIT_OK
+        finally:
+            await admin.aclose()
+
+    try:
+        return asyncio.run(run())
+    except MemoryBackendError as exc:
+        print(f"memory-router: {settings.memory_backend}: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+
+
+def _print_memories(found: list[Memory], user_id: str, backend: str, *, as_json: bool) -> None:
+    if as_json:
+        items = [
+            {
+                "id": m.id,
+                "text": m.text,
+                "score": m.score,
+                "created_at": m.created_at,
+                "conversation_id": m.conversation_id,
+            }
+            for m in found
+        ]
+        print(json.dumps({"user_id": user_id, "backend": backend, "memories": items}, indent=2))
+        return
+    print(f"{len(found)} memor{'y' if len(found) == 1 else 'ies'} of {user_id} ({backend})")
+    for m in found:
+        when = f"  {m.created_at}" if m.created_at else ""
+        print(f"\n{m.id}{when}")
+        for line in m.text.splitlines() or [""]:
+            print(f"  {line}")
+
+
 def serve(args: argparse.Namespace) -> int:
     from router.app import create_app
     from router.logs import LOGGER_NAME, configure_logging
@@ -168,18 +273,9 @@ def serve(args: argparse.Namespace) -> int:
     log = logging.getLogger(LOGGER_NAME)
     router = MemoryRouter(settings.config)
     rules = router.rules
-    if settings.supermemory_key is None:
-        log.warning(
-            "SUPERMEMORY_API_KEY is not set: requests will carry x-sm-user-id but no "
-            "x-supermemory-api-key, and Supermemory will not store memories"
-        )
-    elif "REPLACE_ME" in settings.supermemory_key:
-        log.warning(
-            "SUPERMEMORY_API_KEY is still the placeholder from .env.example: "
-            "Supermemory will reject every request; put your key in .env"
-        )
+    _warn_about_the_key(settings, log)
     log.info(
-        "memory-router %s on http://%s:%d -> %s; config %s (%d rules, default %s)",
+        "memory-router %s on http://%s:%d -> %s; config %s (%d rules, default %s); memory %s",
         __version__,
         settings.host,
         settings.port,
@@ -187,6 +283,36 @@ def serve(args: argparse.Namespace) -> int:
         rules.source if settings.config else f"{default_config_path()} (packaged)",
         len(rules.patterns),
         rules.default_user_id,
+        _memory_summary(settings),
     )
     app = create_app(settings, router=router, logger=log)
     return EXIT_OK if run(app, settings) else EXIT_CONFIG
+
+
+def _memory_summary(settings: Settings) -> str:
+    backend = settings.memory_backend
+    if backend == "local":
+        return f"local ({settings.memory_local_path})"
+    if backend == "supermemory-api":
+        return f"supermemory-api ({settings.memory_api_url})"
+    if backend == "off":
+        return "off (identity and metrics only)"
+    return "supermemory-router (headers for Supermemory's proxy)"
+
+
+def _warn_about_the_key(settings: Settings, log: logging.Logger) -> None:
+    key = settings.supermemory_key
+    if settings.memory_backend in ("local", "off"):
+        if key is not None:
+            log.info("memory backend %s: SUPERMEMORY_API_KEY is not used", settings.memory_backend)
+        return
+    if key is None:
+        log.warning(
+            "SUPERMEMORY_API_KEY is not set: requests will carry x-sm-user-id but no "
+            "x-supermemory-api-key, and Supermemory will not store memories"
+        )
+    elif "REPLACE_ME" in key:
+        log.warning(
+            "SUPERMEMORY_API_KEY is still the placeholder from .env.example: "
+            "Supermemory will reject every request; put your key in .env"
+        )

@@ -1,8 +1,14 @@
-"""The router's own endpoints: health, readiness, metrics and routing info.
+"""The router's own endpoints: health, readiness, metrics, routing info and memories.
 
-These are served by FastAPI; every other path goes to the proxy. ``/metrics``
-and ``/memory-routing/info`` can be limited to loopback callers or to a bearer
-token (``control_access``); the health endpoints are always open.
+These are served by FastAPI; every other path goes to the proxy, except that all of
+``/memory-routing/`` is the router's. ``/metrics``, ``/memory-routing/info`` and the
+memory endpoints can be limited to loopback callers or to a bearer token
+(``control_access``); the health endpoints are always open.
+
+The memory endpoints act on the caller's own id, decided by the same rules as a
+proxied request (a header the rules refuse is refused here too); no parameter can
+name another id. Their errors, like every refusal here, come in the caller's API
+format: Anthropic's when it sends ``anthropic-version``, else OpenAI's.
 """
 
 from __future__ import annotations
@@ -11,16 +17,29 @@ import asyncio
 import hmac
 import ipaddress
 import json
+import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from router.errors import error_for
-from router.exceptions import Forbidden, RequestRefused, UpstreamError
+from router.errors import caller_format, error_for
+from router.exceptions import (
+    Forbidden,
+    InvalidLimit,
+    MemoryBackendError,
+    MemoryNotFound,
+    MemoryOff,
+    RequestRefused,
+    UpstreamError,
+)
 from router.headers import memory_header_names
+from router.memory.backend import Memory
+from router.memory.manage import DEFAULT_LIMIT, MAX_LIMIT, MemoryAdmin
 from router.memory_router import MemoryRouter
 from router.metrics import Metrics
 from router.reload import ConfigReloader
@@ -28,7 +47,12 @@ from router.settings import Settings
 from router.upstream import Upstream
 
 READINESS_TIMEOUT = 3.0
+MEMORIES = "/memory-routing/memories"
 CONTROL_PATHS = frozenset({"/health", "/health/readiness", "/metrics", "/memory-routing/info"})
+# Every path under this prefix is the router's, never forwarded.
+CONTROL_PREFIX = "/memory-routing/"
+# What a memory id in a DELETE path may be; anything else names no memory.
+_MEMORY_ID = re.compile(r"[A-Za-z0-9_:.-]{1,255}")
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -68,6 +92,8 @@ def build_control_app(
     reloader: ConfigReloader | None = None,
     on_startup: Callable[[], Awaitable[None]] | None = None,
     on_shutdown: Callable[[], Awaitable[None]] | None = None,
+    memory: MemoryAdmin | None = None,
+    logger: logging.Logger | None = None,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -88,14 +114,35 @@ def build_control_app(
     )
     guarded = [Depends(access_guard(settings))]
     injected = memory_header_names(
-        settings.supermemory_key, litellm_end_user=settings.litellm_end_user_header
+        settings.supermemory_key,
+        litellm_end_user=settings.litellm_end_user_header,
+        supermemory=settings.supermemory_headers,
     )
+    log = logger if logger is not None else logging.getLogger("memory_router")
+
+    def redacted(payload: Any) -> Response:
+        body = json.dumps(payload)
+        for secret in settings.secrets:  # a caller may have sent one as its own id
+            body = body.replace(secret, "[redacted]")
+        return Response(body, media_type="application/json")
 
     @app.exception_handler(RequestRefused)
-    async def refused(_: Request, exc: RequestRefused) -> Response:
+    async def refused(request: Request, exc: RequestRefused) -> Response:
         error = error_for(exc)
         return Response(
-            error.body("openai"), status_code=error.status, media_type="application/json"
+            error.body(caller_format(request.headers)),
+            status_code=error.status,
+            media_type="application/json",
+        )
+
+    @app.exception_handler(MemoryBackendError)
+    async def memory_failed(request: Request, exc: MemoryBackendError) -> Response:
+        log.warning("%s %s: memory backend failed: %s", request.method, request.url.path, exc)
+        error = error_for(exc)
+        return Response(
+            error.body(caller_format(request.headers)),
+            status_code=error.status,
+            media_type="application/json",
         )
 
     @app.get("/health")
@@ -131,12 +178,69 @@ def build_control_app(
         info = await router.aget_routing_info(request.headers)  # a refusal goes to ``refused``
         info["injected_headers"] = injected
         info["supermemory_key_configured"] = settings.supermemory_key is not None
+        info["memory_backend"] = settings.memory_backend
         info["litellm_url"] = settings.litellm_url
         if reloader is not None:
             info["config"] = {**info["config"], **reloader.status()}
-        body = json.dumps(info)
-        for secret in settings.secrets:  # a caller may have sent one as its own id
-            body = body.replace(secret, "[redacted]")
-        return Response(body, media_type="application/json")
+        return redacted(info)
+
+    async def caller(request: Request) -> tuple[str, MemoryAdmin]:
+        """The caller's own id, by the proxy's rules, and the admin to ask."""
+        user_id = (await router.adecide(request.headers)).user_id  # a refusal: ``refused``
+        if memory is None:
+            raise MemoryOff
+        return user_id, memory
+
+    @app.get(MEMORIES, dependencies=guarded)
+    async def list_memories(request: Request) -> Response:
+        user_id, admin = await caller(request)
+        params = request.query_params
+        query = params.get("q", "").strip()
+        limit = _limit(params.get("limit"))
+        if query:
+            found = await admin.search(user_id, query, limit)
+        else:
+            found = await admin.list(user_id, limit)
+        return redacted(
+            {
+                "user_id": user_id,
+                "backend": admin.backend_name,
+                "query": query or None,
+                "memories": [_memory_json(m) for m in found],
+            }
+        )
+
+    @app.delete(MEMORIES + "/{memory_id}", dependencies=guarded)
+    async def forget_memory(request: Request, memory_id: str) -> Response:
+        user_id, admin = await caller(request)
+        if not _MEMORY_ID.fullmatch(memory_id) or not await admin.forget(user_id, memory_id):
+            raise MemoryNotFound
+        return redacted({"user_id": user_id, "deleted": 1})
+
+    @app.delete(MEMORIES, dependencies=guarded)
+    async def forget_all_memories(request: Request) -> Response:
+        user_id, admin = await caller(request)
+        deleted = await admin.forget_all(user_id)
+        return redacted({"user_id": user_id, "deleted": deleted})
 
     return app
+
+
+def _limit(raw: str | None) -> int:
+    """The ``limit`` query parameter: a whole number from 1 to MAX_LIMIT."""
+    if raw is None:
+        return DEFAULT_LIMIT
+    value = raw.strip()
+    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+        raise InvalidLimit
+    return int(value)
+
+
+def _memory_json(memory: Memory) -> dict[str, Any]:
+    return {
+        "id": memory.id,
+        "text": memory.text,
+        "score": memory.score,
+        "created_at": memory.created_at,
+        "conversation_id": memory.conversation_id,
+    }

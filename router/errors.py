@@ -9,25 +9,40 @@ The failures the router answers for itself::
 
     400 invalid_user_id        the custom header is empty or not a valid id
     400 invalid_header         a header value is neither ASCII nor UTF-8
+    400 invalid_limit          a memory listing's limit is not 1 to 100
     403 user_id_not_allowed    the custom header policy does not allow that id here
     403 forbidden              a protected control endpoint was called without access
+    404 memory_off             a memory endpoint, with no memory backend to ask
+    404 memory_not_found       forget: the caller has no memory by that id
     413 request_too_large      the body is larger than max_body_bytes
     429 rate_limit_exceeded    the caller's user id is over its rate limit
     431 headers_too_large      the request headers are larger than max_header_bytes
     503 rate_limiter_unavailable  the shared limiter is down and set to fail closed
     500 router_error           a bug or a custom detect_user_id that failed
     502 upstream_unreachable   LiteLLM refused or dropped the connection
+    502 memory_backend_error   a memory endpoint: the memory backend refused or failed
     503 upstream_busy          no upstream connection free in time
+    503 memory_backend_unavailable  a memory endpoint: the backend is down or busy
     504 upstream_timeout       LiteLLM did not answer in time
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from router.exceptions import Forbidden, InvalidCustomHeader, UpstreamError
+from router.exceptions import (
+    Forbidden,
+    InvalidCustomHeader,
+    InvalidLimit,
+    MemoryBackendError,
+    MemoryNotFound,
+    MemoryOff,
+    TransientMemoryError,
+    UpstreamError,
+)
 
 ApiFormat = Literal["openai", "anthropic"]
 
@@ -47,6 +62,7 @@ _ANTHROPIC_TYPES = {
 _OPENAI_TYPES = {
     400: "invalid_request_error",
     403: "permission_error",
+    404: "invalid_request_error",
     413: "invalid_request_error",
     431: "invalid_request_error",
     429: "rate_limit_error",
@@ -56,6 +72,12 @@ _OPENAI_TYPES = {
 def api_format(path: str) -> ApiFormat:
     """Which API's error shape a path expects."""
     return "anthropic" if path.startswith(("/v1/messages", "/anthropic/")) else "openai"
+
+
+def caller_format(headers: Mapping[str, str]) -> ApiFormat:
+    """Which API's error shape the caller of a control endpoint expects: Anthropic's when
+    it sends ``anthropic-version`` (every Anthropic SDK does), else OpenAI's."""
+    return "anthropic" if "anthropic-version" in headers else "openai"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +150,23 @@ UPSTREAM_BUSY = RouterError(
     503, "upstream_busy", "The memory router has no free connection to the LiteLLM proxy."
 )
 UPSTREAM_TIMEOUT = RouterError(504, "upstream_timeout", "The LiteLLM proxy did not answer in time.")
+INVALID_LIMIT = RouterError(
+    400, "invalid_limit", "The limit parameter must be a whole number from 1 to 100."
+)
+MEMORY_OFF = RouterError(
+    404,
+    "memory_off",
+    "This router keeps no memories it can reach: its memory backend is off, or has no key.",
+)
+MEMORY_NOT_FOUND = RouterError(
+    404, "memory_not_found", "There is no memory with that id for this user id."
+)
+MEMORY_BACKEND_ERROR = RouterError(
+    502, "memory_backend_error", "The memory backend refused or failed the request."
+)
+MEMORY_BACKEND_UNAVAILABLE = RouterError(
+    503, "memory_backend_unavailable", "The memory backend is unavailable; try again shortly."
+)
 
 
 def error_for(exc: BaseException) -> RouterError:
@@ -139,6 +178,16 @@ def error_for(exc: BaseException) -> RouterError:
         return RouterError(400, "invalid_user_id", message)
     if isinstance(exc, Forbidden):
         return FORBIDDEN
+    if isinstance(exc, InvalidLimit):
+        return INVALID_LIMIT
+    if isinstance(exc, MemoryOff):
+        return MEMORY_OFF
+    if isinstance(exc, MemoryNotFound):
+        return MEMORY_NOT_FOUND
+    if isinstance(exc, TransientMemoryError):
+        return MEMORY_BACKEND_UNAVAILABLE
+    if isinstance(exc, MemoryBackendError):
+        return MEMORY_BACKEND_ERROR
     if isinstance(exc, UpstreamError):
         if exc.kind == "pool_timeout":
             return UPSTREAM_BUSY

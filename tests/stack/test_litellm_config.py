@@ -34,12 +34,14 @@ def test_master_key_comes_from_the_environment(config: dict[str, Any]) -> None:
     assert config["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
 
 
-def test_models_go_through_supermemory(config: dict[str, Any]) -> None:
+def test_every_model_follows_the_memory_backend(config: dict[str, Any]) -> None:
+    # The compose entrypoint and scripts/litellm set it: Supermemory's memory router for
+    # supermemory-router, Anthropic itself otherwise (tests/stack/test_backend_switch.py).
     models = config["model_list"]
     assert models
     for model in models:
         params = model["litellm_params"]
-        assert params["api_base"] == "os.environ/SUPERMEMORY_ANTHROPIC_BASE_URL", model[
+        assert params["api_base"] == "os.environ/LITELLM_ANTHROPIC_BASE_URL", model[
             "model_name"
         ]
         assert params["api_key"] == "os.environ/ANTHROPIC_API_KEY", model["model_name"]
@@ -60,9 +62,14 @@ def test_compose_sets_every_variable_the_config_reads(
 ) -> None:
     referenced = _env_refs(config)
     assert {
-        "SUPERMEMORY_ANTHROPIC_BASE_URL",
+        "LITELLM_ANTHROPIC_BASE_URL",
         "ANTHROPIC_API_KEY",
         "LITELLM_MASTER_KEY",
     } <= referenced
-    missing = referenced - set(litellm_env)
+    # The entrypoint script exports the base URL; compose sets the rest.
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    script = compose["services"]["litellm"]["entrypoint"][2]
+    exported = set(re.findall(r"^\s*export ([A-Z_]+)$", script, re.M))
+    assert exported == {"LITELLM_ANTHROPIC_BASE_URL"}
+    missing = referenced - set(litellm_env) - exported
     assert not missing, f"litellm/config.yaml reads {sorted(missing)}, which compose never sets"

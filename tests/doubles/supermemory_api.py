@@ -29,6 +29,12 @@ words found in a text. Tests can look at ``DoubleState`` directly (``requests``,
 ``namespaces``), make the next answers fail (``fail_next``) or hold requests
 (``hold`` with ``release``).
 
+When it runs as a process, the same controls are test-only routes, outside the contract
+and without auth: ``GET /_double/health``, ``GET /_double/requests``,
+``GET /_double/texts/{ns}`` (the namespace's document texts), ``POST /_double/hold/{op}``
+(hold that operation, e.g. ``search``), ``POST /_double/release`` (free held requests,
+hold nothing more) and ``POST /_double/fail/{status}?count=N``.
+
 Run it as a process::
 
     SUPERMEMORY_DOUBLE_API_KEY=... python -m tests.doubles.supermemory_api --port 6767
@@ -525,8 +531,46 @@ def create_app(*, api_key: str) -> Starlette:
     async def not_found(request: Request) -> Response:
         return _error(404, "Not found", f"{request.method} {request.url.path}")
 
+    # -- test-only controls (not part of the API's contract) --------------------------
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def recorded(request: Request) -> Response:
+        with state.lock:
+            return JSONResponse(list(state.requests))
+
+    async def texts(request: Request) -> Response:
+        with state.lock:
+            return JSONResponse(state.texts(request.path_params["namespace"]))
+
+    async def hold(request: Request) -> Response:
+        with state.lock:
+            state.hold.add(request.path_params["operation"])
+        return JSONResponse({"held": sorted(state.hold)})
+
+    async def release(request: Request) -> Response:
+        with state.lock:
+            state.hold.clear()
+            state.held = 0
+        state.release.set()  # wakes every held request
+        state.release.clear()
+        return JSONResponse({"held": []})
+
+    async def fail(request: Request) -> Response:
+        count = int(request.query_params.get("count", "1"))
+        with state.lock:
+            state.fail_next.extend([int(request.path_params["status"])] * count)
+        return JSONResponse({"fail_next": list(state.fail_next)})
+
     app = Starlette(
         routes=[
+            Route("/_double/health", health, methods=["GET"]),
+            Route("/_double/requests", recorded, methods=["GET"]),
+            Route("/_double/texts/{namespace}", texts, methods=["GET"]),
+            Route("/_double/hold/{operation}", hold, methods=["POST"]),
+            Route("/_double/release", release, methods=["POST"]),
+            Route("/_double/fail/{status:int}", fail, methods=["POST"]),
             Route("/ns/{namespace}/document", add, methods=["POST"]),
             Route("/ns/{namespace}/document", delete_documents, methods=["DELETE"]),
             Route("/ns/{namespace}/search", search, methods=["POST"]),

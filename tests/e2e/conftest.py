@@ -4,10 +4,21 @@ Each session starts real processes, once, on free loopback ports:
 
     test client (openai / anthropic SDK, httpx)
         -> memory-router          (the project's CLI, router/config.yaml)
-        -> LiteLLM 1.108.7        (the project's litellm/config.yaml, unmodified)
+        -> LiteLLM 1.108.7        (the project's litellm/config.yaml, unmodified, started by
+                                   scripts/litellm as a user without Docker would)
         -> Supermemory double     (tests/e2e/supermemory_double.py, under uvicorn)
     Prometheus                    (the project's prometheus/prometheus.yml, router target on
                                    loopback) scrapes the router.
+
+The memory backends the router runs itself get a stack of their own, started when a test
+asks for it (tests/e2e/test_memory_backends.py):
+
+    test client -> memory-router (MEMORY_ROUTER_MEMORY_BACKEND=local | supermemory-api | off)
+                -> LiteLLM 1.108.7 (scripts/litellm: Anthropic directly)
+                -> fake provider  (tests/e2e/fake_provider.py: echoes what it was given)
+    supermemory-api's router also calls the Supermemory v5 double
+    (tests/doubles/supermemory_api.py). Their HTTP(S)_PROXY points at a recorder, so any
+    proxy-respecting call beyond loopback would show there.
 
 Every process writes stdout/stderr to test-logs/e2e/<name>.log. When a process fails to come
 up, the fixture fails with the tail of its log; when a test fails, the tails of all logs are
@@ -38,6 +49,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -58,6 +70,10 @@ LOG_DIR = REPO / "test-logs" / "e2e"
 LITELLM_REQUIREMENTS = HERE / "requirements-litellm.txt"
 LITELLM_VENV = REPO / ".venvs" / "litellm"
 LITELLM_CONFIG = REPO / "litellm" / "config.yaml"
+LITELLM_WRAPPER = REPO / "scripts" / "litellm"
+FAKE_PROVIDER = HERE / "fake_provider.py"
+API_DOUBLE = REPO / "tests" / "doubles" / "supermemory_api.py"
+MEMORY_BUDGET = "1.0"  # seconds; the default 0.3 s leaves little room on a busy 2-core box
 ROUTER_CONFIG = REPO / "router" / "config.yaml"
 PROMETHEUS_CONFIG = REPO / "prometheus" / "prometheus.yml"
 
@@ -83,6 +99,9 @@ _SCRUBBED_ENV = (
     "DATABASE_URL",
     "MEMORY_ROUTER_CONFIG",
     "LOG_LEVEL",
+    "ANTHROPIC_PROVIDER_URL",
+    "LITELLM_ANTHROPIC_BASE_URL",
+    "LITELLM_BIN",
 )
 
 
@@ -181,7 +200,11 @@ def http_ok(url: str, *, expect: int = 200) -> Callable[[], bool]:
 
 
 def base_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in _SCRUBBED_ENV and not k.startswith("MEMORY_ROUTER_")
+    }
     # Loopback traffic must never go through a proxy configured in the environment.
     no_proxy = ",".join(filter(None, [env.get("NO_PROXY", ""), "127.0.0.1", "localhost"]))
     env.update(NO_PROXY=no_proxy, no_proxy=no_proxy, PYTHONUNBUFFERED="1")
@@ -438,10 +461,13 @@ def litellm(
         LITELLM_MASTER_KEY=e2e_secrets.litellm_master_key,
         # Use the model cost map bundled with the package instead of fetching it.
         LITELLM_LOCAL_MODEL_COST_MAP="True",
+        LITELLM_BIN=str(litellm_bin),
     )
+    # The wrapper sets LiteLLM's api_base from the backend: here the default,
+    # supermemory-router, so Anthropic calls go to the double's /v3/ prefix.
     proc = start_process(
         "litellm",
-        [str(litellm_bin), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
+        [str(LITELLM_WRAPPER), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         cwd=session_tmp,
     )
@@ -606,3 +632,294 @@ def prometheus(router: Router, session_tmp: Path) -> Iterator[Prometheus]:
         yield Prometheus(url=url, config=config_path, process=proc)
     finally:
         proc.stop()
+
+
+# --------------------------------------------------------------------------- memory backends
+
+
+class NetworkTrap:
+    """A TCP listener that every memory-stack process has as its HTTP(S) proxy.
+
+    Loopback is exempt (NO_PROXY), so the fake provider, the v5 double and LiteLLM are
+    reached directly; a proxy-respecting call to anywhere else arrives here instead, is
+    recorded (its request line only) and refused."""
+
+    def __init__(self) -> None:
+        self.connections: list[str] = []
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2.0)
+                with contextlib.suppress(OSError):
+                    first = conn.recv(4096).split(b"\r\n", 1)[0]
+                    self.connections.append(first.decode("latin-1"))
+                    conn.sendall(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
+
+    def env(self) -> dict[str, str]:
+        names = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+        return {n: self.url for n in names} | {n.lower(): self.url for n in names}
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+@dataclass
+class Provider:
+    """The fake Anthropic provider, and what it received."""
+
+    url: str
+    api_key: str
+    process: ManagedProcess
+
+    def requests(self) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.url}/_double/requests", timeout=10.0, trust_env=False)
+        response.raise_for_status()
+        records: list[dict[str, Any]] = response.json()
+        return records
+
+    def requests_with(self, marker: str) -> list[dict[str, Any]]:
+        return [r for r in self.requests() if marker in json.dumps(r["body"])]
+
+    def hold(self, marker: str) -> None:
+        httpx.post(f"{self.url}/_double/hold/{marker}", trust_env=False).raise_for_status()
+
+    def allow(self, marker: str) -> None:
+        httpx.post(f"{self.url}/_double/allow/{marker}", trust_env=False).raise_for_status()
+
+
+@dataclass
+class ApiDouble:
+    """The Supermemory v5 API double as a process, and its test-only controls."""
+
+    url: str
+    api_key: str
+    process: ManagedProcess
+
+    def _post(self, path: str) -> None:
+        httpx.post(f"{self.url}{path}", timeout=10.0, trust_env=False).raise_for_status()
+
+    def hold(self, operation: str) -> None:
+        self._post(f"/_double/hold/{operation}")
+
+    def release(self) -> None:
+        self._post("/_double/release")
+
+    def fail(self, status: int, count: int = 1) -> None:
+        self._post(f"/_double/fail/{status}?count={count}")
+
+    def requests(self) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.url}/_double/requests", timeout=10.0, trust_env=False)
+        response.raise_for_status()
+        records: list[dict[str, Any]] = response.json()
+        return records
+
+
+@dataclass
+class BackendRouter:
+    """A router running one memory backend, in front of the direct LiteLLM."""
+
+    url: str
+    backend: str
+    litellm: LiteLLM
+    process: ManagedProcess
+    store: Path | None = None
+
+
+@pytest.fixture(scope="session")
+def network_trap() -> Iterator[NetworkTrap]:
+    trap = NetworkTrap()
+    yield trap
+    trap.close()
+
+
+@pytest.fixture(scope="session")
+def provider(e2e_secrets: Secrets, session_tmp: Path) -> Iterator[Provider]:
+    port = free_port()
+    proc = start_process(
+        "fake-provider",
+        [sys.executable, str(FAKE_PROVIDER), "--port", str(port)],
+        env=base_env(FAKE_PROVIDER_API_KEY=e2e_secrets.anthropic_key),
+        cwd=session_tmp,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            http_ok(f"{url}/_double/health"),
+            proc=proc,
+            timeout=DOUBLE_START_TIMEOUT,
+            what="GET /_double/health == 200",
+        )
+        yield Provider(url=url, api_key=e2e_secrets.anthropic_key, process=proc)
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def api_double(e2e_secrets: Secrets, session_tmp: Path) -> Iterator[ApiDouble]:
+    port = free_port()
+    proc = start_process(
+        "supermemory-v5-double",
+        [sys.executable, str(API_DOUBLE), "--port", str(port)],
+        env=base_env(SUPERMEMORY_DOUBLE_API_KEY=e2e_secrets.supermemory_key),
+        cwd=session_tmp,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            http_ok(f"{url}/_double/health"),
+            proc=proc,
+            timeout=DOUBLE_START_TIMEOUT,
+            what="GET /_double/health == 200",
+        )
+        yield ApiDouble(url=url, api_key=e2e_secrets.supermemory_key, process=proc)
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def direct_litellm(
+    litellm_bin: Path,
+    provider: Provider,
+    network_trap: NetworkTrap,
+    e2e_secrets: Secrets,
+    session_tmp: Path,
+) -> Iterator[LiteLLM]:
+    """LiteLLM as scripts/litellm runs it for MEMORY_ROUTER_MEMORY_BACKEND=local: Anthropic
+    calls go straight to the provider (the fake one, by ANTHROPIC_PROVIDER_URL). The
+    supermemory-api and off routers share it: the wrapper gives them the same base URL."""
+    workdir = session_tmp / "direct-litellm"
+    workdir.mkdir()
+    port = free_port()
+    env = base_env(
+        MEMORY_ROUTER_MEMORY_BACKEND="local",
+        ANTHROPIC_PROVIDER_URL=provider.url,
+        ANTHROPIC_API_KEY=e2e_secrets.anthropic_key,
+        LITELLM_MASTER_KEY=e2e_secrets.litellm_master_key,
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+        LITELLM_BIN=str(litellm_bin),
+        **network_trap.env(),
+    )
+    proc = start_process(
+        "litellm-direct",
+        [
+            str(LITELLM_WRAPPER),
+            "--config",
+            str(LITELLM_CONFIG),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        cwd=workdir,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            http_ok(f"{url}/health/liveliness"),
+            proc=proc,
+            timeout=LITELLM_START_TIMEOUT,
+            what="GET /health/liveliness == 200",
+        )
+        yield LiteLLM(
+            url=url, master_key=e2e_secrets.litellm_master_key, config=LITELLM_CONFIG, process=proc
+        )
+    finally:
+        proc.stop()
+
+
+def _backend_router(
+    name: str, litellm: LiteLLM, workdir: Path, env: dict[str, str], store: Path | None = None
+) -> Iterator[BackendRouter]:
+    workdir.mkdir()
+    port = free_port()
+    proc = start_process(
+        name,
+        [
+            str(_router_bin()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--litellm-url",
+            litellm.url,
+            "--config",
+            str(ROUTER_CONFIG),
+            "--log-level",
+            "info",
+        ],
+        env=env,
+        cwd=workdir,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            http_ok(f"{url}/health"),
+            proc=proc,
+            timeout=ROUTER_START_TIMEOUT,
+            what="GET /health == 200",
+        )
+        yield BackendRouter(
+            url=url,
+            backend=env["MEMORY_ROUTER_MEMORY_BACKEND"],
+            litellm=litellm,
+            process=proc,
+            store=store,
+        )
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def router_local(
+    direct_litellm: LiteLLM, network_trap: NetworkTrap, session_tmp: Path
+) -> Iterator[BackendRouter]:
+    """No Supermemory key anywhere in its environment."""
+    workdir = session_tmp / "router-local"
+    store = workdir / "data" / "memories.sqlite3"
+    env = base_env(
+        MEMORY_ROUTER_MEMORY_BACKEND="local",
+        MEMORY_ROUTER_MEMORY_LOCAL_PATH=str(store),
+        MEMORY_ROUTER_MEMORY_BUDGET_SECONDS=MEMORY_BUDGET,
+        **network_trap.env(),
+    )
+    assert not any(name.startswith("SUPERMEMORY") for name in env)
+    yield from _backend_router("memory-router-local", direct_litellm, workdir, env, store)
+
+
+@pytest.fixture(scope="session")
+def router_api(
+    direct_litellm: LiteLLM, api_double: ApiDouble, network_trap: NetworkTrap, session_tmp: Path
+) -> Iterator[BackendRouter]:
+    env = base_env(
+        MEMORY_ROUTER_MEMORY_BACKEND="supermemory-api",
+        MEMORY_ROUTER_MEMORY_API_URL=api_double.url,
+        SUPERMEMORY_API_KEY=api_double.api_key,
+        MEMORY_ROUTER_MEMORY_BUDGET_SECONDS=MEMORY_BUDGET,
+        **network_trap.env(),
+    )
+    yield from _backend_router("memory-router-api", direct_litellm, session_tmp / "router-api", env)
+
+
+@pytest.fixture(scope="session")
+def router_off(
+    direct_litellm: LiteLLM, network_trap: NetworkTrap, e2e_secrets: Secrets, session_tmp: Path
+) -> Iterator[BackendRouter]:
+    """Memory off, with a Supermemory key set: it must go nowhere."""
+    env = base_env(
+        MEMORY_ROUTER_MEMORY_BACKEND="off",
+        SUPERMEMORY_API_KEY=e2e_secrets.supermemory_key,
+        **network_trap.env(),
+    )
+    yield from _backend_router("memory-router-off", direct_litellm, session_tmp / "router-off", env)

@@ -7,7 +7,9 @@ from typing import Any
 import pytest
 import yaml
 
+from router.exceptions import ConfigError
 from router.memory.config import MemoryConfigError, MemoryPolicy, Switches, parse_memory_config
+from router.rules import parse_rules
 
 
 def test_absent_or_empty_means_everything_on() -> None:
@@ -71,3 +73,35 @@ def test_bad_sections_name_the_problem(section: dict[str, Any], message: str) ->
 def test_a_section_that_is_not_a_mapping() -> None:
     with pytest.raises(MemoryConfigError, match="must be a mapping"):
         parse_memory_config(["store"])  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ in the config file
+
+
+def test_the_section_is_compiled_with_the_rules() -> None:
+    rules = parse_rules(
+        "user_id_mappings: {default_user_id: dev}\n"
+        "memory:\n  retrieve: true\n  per_user_id:\n    claude-code-cli: {store: false}\n"
+    )
+    assert rules.memory.for_user("claude-code-cli") == Switches(store=False, retrieve=True)
+    assert rules.memory.for_user("dev") == Switches()
+
+
+@pytest.mark.parametrize("text", ["", "memory:\n", "memory: {}\n"])
+def test_no_section_or_an_empty_one_means_the_defaults(text: str) -> None:
+    rules = parse_rules("user_id_mappings: {default_user_id: dev}\n" + text)
+    assert rules.memory == MemoryPolicy()
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ("memory:\n  stor: false\n", "rules.yaml: memory: stor: unknown key"),
+        ("memory:\n  per_user_id:\n    'bad id': {}\n", "'bad id' is not a user id"),
+        ("memory:\n  per_user_id:\n    ok: {store: 1}\n", "memory: per_user_id.ok.store: Input"),
+    ],
+)
+def test_a_bad_section_stops_the_whole_config(section: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_rules("user_id_mappings: {default_user_id: dev}\n" + section, source="rules.yaml")
+    assert message in str(caught.value)

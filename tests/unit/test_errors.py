@@ -6,15 +6,23 @@ import json
 
 import pytest
 
-from router.errors import ROUTER_BUG, RouterError, error_for
+from router.errors import ROUTER_BUG, RouterError, caller_format, error_for
 from router.exceptions import (
     ConfigError,
     DetectUserIdError,
     Forbidden,
     InvalidCustomHeader,
+    InvalidLimit,
+    InvalidUserId,
+    MemoryBackendError,
+    MemoryConfigError,
+    MemoryNotFound,
+    MemoryOff,
     MemoryRouterError,
+    MemorySetupError,
     RequestRefused,
     SetupError,
+    TransientMemoryError,
 )
 
 
@@ -45,6 +53,37 @@ from router.exceptions import (
             "router_error",
             "The memory router failed to handle the request.",
         ),
+        (
+            InvalidLimit(),
+            400,
+            "invalid_limit",
+            "The limit parameter must be a whole number from 1 to 100.",
+        ),
+        (
+            MemoryOff(),
+            404,
+            "memory_off",
+            "This router keeps no memories it can reach: its memory backend is off, or has "
+            "no key.",
+        ),
+        (
+            MemoryNotFound(),
+            404,
+            "memory_not_found",
+            "There is no memory with that id for this user id.",
+        ),
+        (
+            MemoryBackendError("Supermemory answered 401 internal detail"),
+            502,
+            "memory_backend_error",
+            "The memory backend refused or failed the request.",
+        ),
+        (
+            TransientMemoryError("cannot reach Supermemory internal detail"),
+            503,
+            "memory_backend_unavailable",
+            "The memory backend is unavailable; try again shortly.",
+        ),
         (KeyError("internal detail"), 500, "router_error", ROUTER_BUG.message),
     ],
 )
@@ -52,6 +91,27 @@ def test_error_for(exc: Exception, status: int, code: str, message: str) -> None
     assert error_for(exc) == RouterError(status, code, message)
     # nothing from an exception's own text reaches a client but the refusal's problem
     assert "internal detail" not in error_for(exc).message
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"anthropic-version": "2023-06-01"}, "anthropic"),
+        ({"x-api-key": "sk"}, "openai"),
+        ({}, "openai"),
+    ],
+)
+def test_caller_format(headers: dict[str, str], expected: str) -> None:
+    assert caller_format(headers) == expected
+
+
+def test_the_memory_part_of_the_tree() -> None:
+    assert issubclass(MemoryConfigError, ConfigError)
+    assert issubclass(MemorySetupError, SetupError)
+    assert all(issubclass(e, RequestRefused) for e in (MemoryOff, MemoryNotFound, InvalidLimit))
+    assert issubclass(TransientMemoryError, MemoryBackendError)
+    assert issubclass(MemoryBackendError, MemoryRouterError)
+    assert issubclass(InvalidUserId, MemoryRouterError) and issubclass(InvalidUserId, ValueError)
 
 
 def test_the_tree() -> None:

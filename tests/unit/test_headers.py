@@ -7,6 +7,7 @@ import pytest
 from router.headers import (
     downstream_headers,
     inject_memory_headers,
+    memory_header_names,
     memory_headers,
     request_id_from,
     upstream_headers,
@@ -92,6 +93,18 @@ def test_upstream_headers_carry_exactly_one_user_id() -> None:
 )
 def test_memory_headers(key: str | None, end_user: bool, expected: H) -> None:
     assert memory_headers("u1", key, litellm_end_user=end_user) == expected
+
+
+@pytest.mark.parametrize(
+    ("end_user", "expected"),
+    [(False, []), (True, [(b"x-litellm-end-user-id", b"u1")])],
+)
+def test_without_supermemorys_proxy_neither_the_id_nor_the_key_is_sent(
+    end_user: bool, expected: H
+) -> None:
+    assert memory_headers("u1", "sm_k", litellm_end_user=end_user, supermemory=False) == expected
+    names = memory_header_names("sm_k", litellm_end_user=end_user, supermemory=False)
+    assert names == [n.decode() for n, _ in expected]
 
 
 def test_downstream_headers() -> None:

@@ -220,6 +220,43 @@ def exchange(port: int, data: bytes, *, method: bytes = b"POST", timeout: float 
     return parse_response(raw, method=method)
 
 
+def exchanges(
+    port: int, requests: list[bytes], *, method: bytes = b"POST", timeout: float = 10.0
+) -> list[Received]:
+    """Send ``requests`` one after another on ONE client connection, each after the
+    previous answer is complete; the last should carry ``Connection: close``."""
+    got: list[Received] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        conn = h11.Connection(h11.CLIENT)
+        for data in requests:
+            conn.send(h11.Request(method=method, target="/", headers=[("Host", "x")]))
+            conn.send(h11.EndOfMessage())
+            sock.sendall(data)
+            received = Received(b"")
+            while not received.complete:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    chunk = sock.recv(65536)
+                    received.raw += chunk
+                    conn.receive_data(chunk)
+                    if not chunk:
+                        raise AssertionError(f"connection closed mid-answer: {received.raw!r}")
+                elif isinstance(event, h11.InformationalResponse):
+                    received.interim.append(event.status_code)
+                elif isinstance(event, h11.Response):
+                    received.status = event.status_code
+                    received.headers = [(n.lower(), v) for n, v in event.headers.raw_items()]
+                elif isinstance(event, h11.Data):
+                    received.body += event.data
+                elif isinstance(event, h11.EndOfMessage):
+                    received.complete = True
+            got.append(received)
+            if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                break
+            conn.start_next_cycle()
+    return got
+
+
 def request(
     path: bytes = b"/v1/chat/completions",
     *,

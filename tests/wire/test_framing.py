@@ -17,6 +17,7 @@ from tests.wire.peer import (
     ScriptedUpstream,
     UpstreamConn,
     exchange,
+    exchanges,
     parse_response,
     request,
     response,
@@ -296,9 +297,11 @@ def test_bodyless_statuses_stay_bodyless(
 
     up = upstream(script)
     r = router(up)
-    for _ in range(2):  # and the connection stays usable: no body was expected or sent
-        got = exchange(r.port, request(b"/v1/models", method=b"GET", body=b""), method=b"GET")
-        assert (got.status, got.body, got.complete) == (status, b"", True)
+    # Both connections stay usable: no body was expected or sent on either side.
+    ask = request(b"/v1/models", method=b"GET", body=b"", close=False)
+    got = exchanges(r.port, [ask, ask, ask], method=b"GET")
+    assert [(g.status, g.body) for g in got] == [(status, b"")] * 3
+    assert all(g.header(b"content-length") in ([], [b"0"]) for g in got)
     assert len(up.connections) == 1
 
 
@@ -411,3 +414,27 @@ def test_a_150_mb_answer_streams_through_with_flat_memory(
     assert head.startswith(b"HTTP/1.1 200")
     assert received == count * len(piece)
     assert r.rss_kib() - before < 64 * 1024
+
+
+def test_the_router_adds_no_headers_of_its_own(upstream: Start, router: StartRouter) -> None:
+    up = upstream(serve_forever(response()))
+    r = router(up)
+    sent = [(b"User-Agent", b"OpenAI/Python 1.40.0"), (b"Authorization", b"Bearer sk-1")]
+    exchange(r.port, request(headers=sent, body=b'{"model": "m"}'))
+    names = [
+        line.split(b":", 1)[0].lower()
+        for line in up.requests[0].split(b"\r\n\r\n")[0].split(b"\r\n")[1:]
+    ]
+    assert sorted(names) == sorted(
+        [
+            b"host",  # the upstream's own
+            b"user-agent",
+            b"authorization",
+            b"content-length",  # recomputed
+            b"x-sm-user-id",
+            b"x-supermemory-api-key",
+            b"x-litellm-end-user-id",
+            b"x-request-id",
+        ]
+    )
+    assert b"\r\nhost: 127.0.0.1:%d\r\n" % up.port in up.requests[0].lower()

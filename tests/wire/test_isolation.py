@@ -242,3 +242,22 @@ def test_the_default_script_answers(upstream: Start, router: StartRouter) -> Non
     got = exchange(r.port, request(body=b'{"a": 1}'))
     assert (got.status, got.body, got.complete) == (200, b"hello", True)
     assert up.requests[0].endswith(b'\r\n\r\n{"a": 1}')
+
+
+def test_an_idempotent_request_is_retried_at_most_once(
+    upstream: Start, router: StartRouter
+) -> None:
+    def script(conn: UpstreamConn) -> None:
+        if conn.read_request() is None:
+            return
+        conn.send(response(body=b"first-%d" % conn.index))
+        if conn.index == 0:
+            conn.read_request()  # the GET on the reused connection: read, then hang up
+
+    up = upstream(script)
+    r = router(up)
+    ask = request(b"/v1/models", method=b"GET", body=b"")
+    assert exchange(r.port, ask, method=b"GET").body == b"first-0"
+    got = exchange(r.port, request(b"/v1/models?n=2", method=b"GET", body=b""), method=b"GET")
+    assert (got.status, got.body) == (200, b"first-1")  # RFC 9112 9.3.1: safe to retry
+    assert sum(raw.startswith(b"GET /v1/models?n=2 ") for raw in up.requests) == 2

@@ -27,6 +27,9 @@ from router.rules import InvalidCustomHeader
 from router.settings import Settings
 
 CONTROL_PATHS = frozenset({"/health", "/health/readiness", "/metrics", "/memory-routing/info"})
+# Paths under /metrics/ are the router's too, never LiteLLM's: the stack serves
+# LiteLLM's own metrics there without a key, for Prometheus on the private network.
+CONTROL_PREFIX = "/metrics/"
 
 
 class Forbidden(Exception):

@@ -15,7 +15,7 @@ import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from router.control import CONTROL_PATHS, build_control_app
+from router.control import CONTROL_PATHS, CONTROL_PREFIX, build_control_app
 from router.logs import LOGGER_NAME, redact_handlers
 from router.memory_router import MemoryRouter, default_config_path
 from router.metrics import Metrics
@@ -62,10 +62,12 @@ class RouterApp:
         self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in CONTROL_PATHS:
-            await self.proxy(scope, receive, send)
-        else:
-            await self.control(scope, receive, send)
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path not in CONTROL_PATHS and not path.startswith(CONTROL_PREFIX):
+                await self.proxy(scope, receive, send)
+                return
+        await self.control(scope, receive, send)
 
 
 def create_app(

@@ -29,6 +29,9 @@ from router.upstream import Upstream
 
 READINESS_TIMEOUT = 3.0
 CONTROL_PATHS = frozenset({"/health", "/health/readiness", "/metrics", "/memory-routing/info"})
+# Paths under /metrics/ are the router's too, never LiteLLM's: the stack serves
+# LiteLLM's own metrics there without a key, for Prometheus on the private network.
+CONTROL_PREFIX = "/metrics/"
 
 
 def _is_loopback(host: str | None) -> bool:

@@ -22,7 +22,7 @@ import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from router.control import CONTROL_PATHS, CONTROL_PREFIX, build_control_app
+from router.control import CONTROL_PATHS, CONTROL_PREFIXES, build_control_app
 from router.logs import LOGGER_NAME, redact_handlers
 from router.memory.factory import open_admin, open_service
 from router.memory.manage import MemoryAdmin
@@ -86,7 +86,7 @@ class RouterApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
-            if path not in CONTROL_PATHS and not path.startswith(CONTROL_PREFIX):
+            if path not in CONTROL_PATHS and not path.startswith(CONTROL_PREFIXES):
                 await self.proxy(scope, receive, send)
                 return
         await self.control(scope, receive, send)

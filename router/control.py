@@ -1,9 +1,9 @@
 """The router's own endpoints: health, readiness, metrics, routing info and memories.
 
 These are served by FastAPI; every other path goes to the proxy, except that all of
-``/memory-routing/`` is the router's. ``/metrics``, ``/memory-routing/info`` and the
-memory endpoints can be limited to loopback callers or to a bearer token
-(``control_access``); the health endpoints are always open.
+``/metrics/`` and ``/memory-routing/`` is the router's. ``/metrics``,
+``/memory-routing/info`` and the memory endpoints can be limited to loopback callers or
+to a bearer token (``control_access``); the health endpoints are always open.
 
 The memory endpoints act on the caller's own id, decided by the same rules as a
 proxied request (a header the rules refuse is refused here too); no parameter can
@@ -49,8 +49,10 @@ from router.upstream import Upstream
 READINESS_TIMEOUT = 3.0
 MEMORIES = "/memory-routing/memories"
 CONTROL_PATHS = frozenset({"/health", "/health/readiness", "/metrics", "/memory-routing/info"})
-# Every path under this prefix is the router's, never forwarded.
-CONTROL_PREFIX = "/memory-routing/"
+# Paths under these prefixes are the router's too, never forwarded: /metrics/ because the
+# stack serves LiteLLM's own metrics there without a key, for Prometheus on the private
+# network; /memory-routing/ because it is the router's own namespace.
+CONTROL_PREFIXES = ("/metrics/", "/memory-routing/")
 # What a memory id in a DELETE path may be; anything else names no memory.
 _MEMORY_ID = re.compile(r"[A-Za-z0-9_:.-]{1,255}")
 

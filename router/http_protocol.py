@@ -14,7 +14,9 @@ This subclass changes exactly that, and leaves parsing to httptools (llhttp):
    socket read.
 2. **Trailer fields are dropped.** Fields after the body are never added to the
    request's headers, so nothing that arrives after the head can change what the
-   router decided from it.
+   router decided from it. A trailer section over ``limit`` bytes is refused the
+   same way, even when it arrives in one read with the rest of the request: the
+   request is then never completed, so nothing is forwarded.
 
 Build a class with ``guarded_protocol(limit)`` and pass it to uvicorn as ``http``.
 """
@@ -38,21 +40,24 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._pending = 0
         self._in_head = True
+        self._trailer_bytes = 0
 
     def data_received(self, data: bytes) -> None:
         self._pending += len(data)
         super().data_received(data)
-        if self._pending > self.limit:
+        if self._pending > self.limit or self._trailer_bytes > self.limit:
             self._refuse()
 
     def on_message_begin(self) -> None:
         self._in_head = True
+        self._trailer_bytes = 0
         super().on_message_begin()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._in_head:
             super().on_header(name, value)
-        # else: a trailer field, dropped
+        else:  # a trailer field: dropped, and counted
+            self._trailer_bytes += len(name) + len(value) + 4
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -66,7 +71,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._pending = 0
         self._in_head = True
-        super().on_message_complete()
+        if self._trailer_bytes <= self.limit:  # else left incomplete, and refused
+            super().on_message_complete()
 
     def _refuse(self) -> None:
         transport = self.transport

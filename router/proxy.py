@@ -402,6 +402,9 @@ class Proxy:
             content_encoding: bytes | None = None
             has_length = False
             relayed: list[tuple[bytes, bytes]] = []
+            # 204 and 304 carry no body whatever their Content-Length says (RFC 9110
+            # 8.6); relayed, the length would make the server wait for bytes never sent.
+            bodyless = status in (204, 304)
             for name, value in answer_headers:
                 lname = name.lower()
                 if lname == b"content-type":
@@ -409,6 +412,8 @@ class Proxy:
                 elif lname == b"content-encoding":
                     content_encoding = value
                 elif lname == b"content-length":
+                    if bodyless:
+                        continue
                     has_length = True
                 relayed.append((lname, value))
             x.status = str(status)

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Installs everything the tests need, then runs lint, type checks and every test tier.
 #
-#   scripts/test.sh              all tiers (unit, proxy, stack, e2e)
+#   scripts/test.sh              all tiers (unit, proxy, stack, e2e, live)
 #   scripts/test.sh tests/unit   any pytest arguments narrow the run
+#   scripts/test.sh -m 'not live'   everything but the Docker tier
 #
 # System packages (Prometheus' promtool and server, redis-server, nginx, wrk) come
 # from apt when missing:
 # as root they are installed, otherwise the script says what to install.
 # Python packages go into .venv. The end-to-end tier installs LiteLLM itself,
 # into its own .venvs/litellm (pinned in tests/e2e/requirements-litellm.txt),
-# so its pins never clash with the router's.
+# so its pins never clash with the router's. The live tier (tests/live/) runs the
+# compose stacks on a Docker engine: tests/live/provision.sh, which its fixture runs,
+# installs and starts one as root when none answers, and builds the local stand-ins
+# for the registry images; without an engine the tier is skipped and says why
+# (MEMORY_ROUTER_REQUIRE_LIVE=1, as .ci/run sets, makes that a failure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD

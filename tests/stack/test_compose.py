@@ -210,6 +210,24 @@ def test_router_waits_for_healthy_litellm(services: dict[str, Any]) -> None:
     assert "curl" not in joined and "wget" not in joined
 
 
+def seconds(duration: str) -> float:
+    """A compose duration such as 35s, 1m30s or 1.5m, in seconds."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+@pytest.mark.parametrize("file", ["docker-compose.yml", "docker-compose.replicas.yml"])
+def test_router_may_finish_its_drain_before_docker_kills_it(file: str) -> None:
+    from router.settings import Settings
+
+    router = yaml.safe_load((ROOT / file).read_text())["services"]["router"]
+    drain = Settings(_env_file=None).drain_seconds  # type: ignore[call-arg]
+    # Docker's default grace is 10 s; the router drains streams for longer than that.
+    assert seconds(router.get("stop_grace_period", "10s")) > drain
+
+
 def test_router_environment(services: dict[str, Any]) -> None:
     env = services["router"]["environment"]
     assert env["LITELLM_URL"] == "http://litellm:4000"

@@ -65,7 +65,8 @@ def test_scrapes_litellm(config: dict[str, Any], compose: dict[str, Any]) -> Non
     job = _job(config, "litellm")
     targets = [t for sc in job["static_configs"] for t in sc["targets"]]
     assert targets == ["litellm:4000"]
-    assert job.get("metrics_path", "/metrics") == "/metrics"
+    # LiteLLM mounts its metrics app at /metrics/ (and redirects /metrics there).
+    assert job.get("metrics_path") == "/metrics/"
     assert "litellm" in compose["services"]
 
 

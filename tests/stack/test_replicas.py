@@ -59,6 +59,8 @@ def test_load_balancer_config_is_valid_nginx(compose: dict[str, Any], tmp_path: 
     content = compose["configs"]["lb-config"]["content"].replace("$$", "$")
     assert "proxy_buffering off;" in content  # streams must not be held
     assert "proxy_pass http://$router;" in content
+    # A dead replica's address must not hold requests for nginx's default 60 s.
+    assert "proxy_connect_timeout 2s;" in content
     (tmp_path / "logs").mkdir()
     conf = tmp_path / "nginx.conf"
     conf.write_text(

@@ -303,6 +303,14 @@ class Double:
     def requests_with(self, marker: str) -> list[dict[str, Any]]:
         return [r for r in self.requests() if marker in json.dumps(r["body"])]
 
+    def hold(self, marker: str) -> None:
+        """Hold streams about ``marker``: each text chunk after the first waits for ``allow``."""
+        httpx.post(f"{self.url}/_double/hold/{marker}", trust_env=False).raise_for_status()
+
+    def allow(self, marker: str) -> None:
+        """Let a held stream about ``marker`` send its next text chunk."""
+        httpx.post(f"{self.url}/_double/allow/{marker}", trust_env=False).raise_for_status()
+
 
 def header_values(record: Mapping[str, Any], name: str) -> list[str]:
     return [value for key, value in record["headers"] if key.lower() == name.lower()]

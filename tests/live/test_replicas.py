@@ -8,14 +8,19 @@ Redis. The rules copy gives `live-burst` and `live-redis-down` a burst of 5 requ
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.helpers import OPENAI_FORMAT_MODEL, Clients, assert_spread_out, chat, nonce
+from tests.e2e.helpers import (
+    OPENAI_FORMAT_MODEL,
+    Clients,
+    assert_streamed_in_lockstep,
+    chat,
+    nonce,
+)
 
 from .conftest import ReplicasStack
 from .stack import docker, wait_until
@@ -110,16 +115,19 @@ def test_streams_pass_the_balancer_unbuffered(
     replicas_stack: ReplicasStack, clients: Clients
 ) -> None:
     marker = nonce()
-    arrivals: list[float] = []
+    question = f"stream {marker}"
+    replicas_stack.double.hold(marker)  # the next chunk only once this one is read
+    pieces: list[str] = []
     stream = client(clients, replicas_stack, "live-stream").chat.completions.create(
         model=OPENAI_FORMAT_MODEL,
-        messages=[{"role": "user", "content": f"stream {marker}"}],
+        messages=[{"role": "user", "content": question}],
         stream=True,
     )
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
-            arrivals.append(time.monotonic())
-    assert_spread_out(arrivals)
+            pieces.append(chunk.choices[0].delta.content)
+            replicas_stack.double.allow(marker)
+    assert_streamed_in_lockstep(pieces, question)
 
 
 def test_prometheus_scrapes_every_replica(replicas_stack: ReplicasStack) -> None:

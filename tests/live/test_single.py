@@ -25,7 +25,7 @@ from tests.e2e.helpers import (
     OPENAI_FORMAT_MODEL,
     PYCHARM_UA,
     Clients,
-    assert_spread_out,
+    assert_streamed_in_lockstep,
     chat,
     nonce,
 )
@@ -124,30 +124,36 @@ def test_each_client_keeps_its_own_memory(single_stack: SingleStack, clients: Cl
 
 
 def test_streams_arrive_chunk_by_chunk(single_stack: SingleStack, clients: Clients) -> None:
+    """The double sends each text chunk only once the client has read the one before:
+    a hop that held a chunk back would stall the stream, and the answer would end early."""
+    double = single_stack.double
     marker = nonce()
-    arrivals: list[float] = []
-    text = ""
+    question = f"stream {marker}"
+    double.hold(marker)
+    pieces: list[str] = []
     stream = openai_client(clients, single_stack).chat.completions.create(
         model=OPENAI_FORMAT_MODEL,
-        messages=[{"role": "user", "content": f"stream {marker}"}],
+        messages=[{"role": "user", "content": question}],
         stream=True,
     )
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
-            arrivals.append(time.monotonic())
-            text += chunk.choices[0].delta.content
-    assert f"stream {marker}" in text
-    assert_spread_out(arrivals)
+            pieces.append(chunk.choices[0].delta.content)
+            double.allow(marker)
+    assert_streamed_in_lockstep(pieces, question)
 
-    arrivals = []
+    question = f"claude stream {marker}"
+    double.hold(marker)
+    pieces = []
     with claude_code(clients, single_stack).messages.stream(
         model=CLAUDE_CODE_MODEL,
         max_tokens=256,
-        messages=[{"role": "user", "content": f"claude stream {marker}"}],
+        messages=[{"role": "user", "content": question}],
     ) as events:
-        for _ in events.text_stream:
-            arrivals.append(time.monotonic())
-    assert_spread_out(arrivals)
+        for piece in events.text_stream:
+            pieces.append(piece)
+            double.allow(marker)
+    assert_streamed_in_lockstep(pieces, question)
 
 
 def test_the_key_never_comes_back(single_stack: SingleStack) -> None:
@@ -289,6 +295,9 @@ def test_stop_drains_an_open_stream_and_exits_0(
     (container,) = stack.containers("router")
     grace = stack.inspect(container)["Config"].get("StopTimeout") or 10
     marker = nonce()
+    # Held: the stream stays open, one chunk at a time, until this test has seen the
+    # router start draining.
+    single_stack.double.hold(marker)
     stream = openai_client(clients, single_stack).chat.completions.create(
         model=OPENAI_FORMAT_MODEL,
         messages=[{"role": "user", "content": f"drain {marker}"}],
@@ -323,6 +332,7 @@ def test_stop_drains_an_open_stream_and_exits_0(
                     timeout=20,
                     interval=0.1,
                 )
+            single_stack.double.allow(marker)
         if choice and choice.finish_reason:
             finish = choice.finish_reason
     thread.join(timeout=grace + 90)

@@ -155,3 +155,23 @@ def test_the_local_store_is_on_a_named_volume(compose_text: str) -> None:
     assert path is not None and Path(path.group(1)).parent == Path("/var/lib/memory-router")
     # The image makes the directory the unprivileged user's, so a new volume is writable.
     assert "install -d -o 10001 -g 10001 -m 0750 /var/lib/memory-router" in dockerfile
+
+
+@pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose.replicas.yml"])
+def test_every_compose_file_gives_the_router_the_same_backend_as_litellm(name: str) -> None:
+    """The replicas file's LiteLLM extends docker-compose.yml's, entrypoint included: a
+    router left on the default while LiteLLM follows `.env` would send Supermemory's
+    headers, key included, to Anthropic."""
+    text = (ROOT / name).read_text()
+    for value in ("local", "supermemory-api", "off"):
+        services = interpolate_tree(yaml.safe_load(text), {"MEMORY_ROUTER_MEMORY_BACKEND": value})[
+            "services"
+        ]
+        assert services["router"]["environment"]["MEMORY_ROUTER_MEMORY_BACKEND"] == value
+        litellm = services["litellm"]
+        if "extends" in litellm:
+            assert litellm["extends"] == {"file": "docker-compose.yml", "service": "litellm"}
+        else:
+            assert litellm["environment"]["MEMORY_ROUTER_MEMORY_BACKEND"] == value
+    mounts = yaml.safe_load(text)["services"]["router"]["volumes"]
+    assert {"type": "volume", "source": "memory-data", "target": "/var/lib/memory-router"} in mounts

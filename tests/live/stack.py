@@ -42,6 +42,13 @@ REPLICAS_FILES = (
     OVERRIDES / "double.yml",
     OVERRIDES / "replicas.yml",
 )
+# The single stack with the memory backends' doubles: a fake provider, Supermemory's v5 API.
+MEMORY_FILES = (
+    REPO / "docker-compose.yml",
+    OVERRIDES / "live.yml",
+    OVERRIDES / "single.yml",
+    OVERRIDES / "memory.yml",
+)
 # The single stack without the double: for starting with an empty .env.
 NO_DOUBLE_FILES = (REPO / "docker-compose.yml", OVERRIDES / "live.yml", OVERRIDES / "single.yml")
 

@@ -108,7 +108,7 @@ def create_app(
     rules); pass a ``MemoryRouter`` subclass to plug in your own id lookup.
     ``registry`` defaults to a fresh ``CollectorRegistry``. An ``http_client``
     you pass is used through ``HttpxUpstream`` and stays yours to close; without
-one, the router uses aiohttp (``router.upstream``) and closes it at shutdown. The
+    one, the router uses aiohttp (``router.upstream``) and closes it at shutdown. The
     same goes for ``rate_limiter``, which defaults to Redis when ``REDIS_URL`` is
     set and to an in-process limiter otherwise. ``memory`` is a ``MemoryService`` of
     your own (any ``MemoryBackend``); the app starts it, and it stays yours to close.

@@ -60,7 +60,7 @@ from router.metrics import CLIENT_CLOSED, INVALID, Metrics, method_label, route_
 from router.ratelimit import Limit, RateLimiter
 from router.rules import Decision
 from router.settings import Settings
-from router.upstream import Upstream
+from router.upstream import Body, Upstream
 from router.usage import UsageTap, find_model, tap_for
 
 Scope = dict[str, Any]
@@ -83,7 +83,10 @@ class Exchange:
         "fmt",
         "in_flight",
         "limit",
+        "memory",
+        "memory_header",
         "method",
+        "model",
         "request_id",
         "route",
         "start",
@@ -103,6 +106,11 @@ class Exchange:
         self.limit: Limit | None = None
         self.status = "500"
         self.in_flight = False
+        self.model: str | None = None  # from the request body, for the token metric
+        # Memory in the router: its view of the request, and the answer's header saying
+        # what it did (both None without memory in the router).
+        self.memory: MemoryContext | None = None
+        self.memory_header: tuple[bytes, bytes] | None = None
 
     @property
     def rid(self) -> str:
@@ -278,39 +286,30 @@ class Proxy:
             if not message.get("more_body", False):
                 break
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        model = find_model(body) if body else None
+        x.model = find_model(body) if body else None
 
         task = asyncio.current_task()
         assert task is not None
         watch = _Disconnect(receive, task)
         try:
             memory = self._memory
-            context: MemoryContext | None = None
             outcome: str | None = None
             if memory is not None and scope["method"] == "POST":
                 # Bounded by the memory budget; a client that leaves meanwhile cancels it.
-                body, outcome, context = await memory.prepare(
+                body, outcome, x.memory = await memory.prepare(
                     decision.user_id, scope["path"], body, self._router.rules.memory
                 )
+                if outcome is not None:
+                    x.memory_header = _MEMORY_HEADERS.get(outcome)
             if self._log.isEnabledFor(logging.INFO):
-                args = (model or "-", decision.user_id, decision.source, decision.reason)
+                args = (x.model or "-", decision.user_id, decision.source, decision.reason)
                 if outcome is None:
                     self._log.info(_LOG_ROUTING, x.rid, *args, self._injected_names)
                 else:
                     self._log.info(
                         _LOG_ROUTING + " memory=%s", x.rid, *args, self._injected_names, outcome
                     )
-            await self._forward(
-                x,
-                scope,
-                headers,
-                body,
-                model,
-                send,
-                watch,
-                context,
-                _MEMORY_HEADERS.get(outcome) if outcome is not None else None,
-            )
+            await self._forward(x, scope, headers, body, send, watch)
         except asyncio.CancelledError:
             if not watch.fired:
                 raise
@@ -352,20 +351,14 @@ class Proxy:
         scope: Scope,
         headers: RawHeaders,
         body: bytes,
-        model: str | None,
         send: Send,
         watch: _Disconnect,
-        context: MemoryContext | None = None,
-        memory_header: tuple[bytes, bytes] | None = None,
     ) -> None:
-        """Send upstream and relay the answer; ``x.status`` says how it ended.
-
-        ``context`` is memory's view of the request (None without memory in the router),
-        ``memory_header`` the ``x-memory-router-memory`` header for the answer."""
+        """Send upstream, then relay the answer; ``x.status`` says how it ended."""
         metrics = self._metrics
         decision = x.decision
         assert decision is not None
-        extra = [memory_header] if memory_header is not None else None
+        extra = [x.memory_header] if x.memory_header is not None else None
         inject = memory_headers(
             decision.user_id,
             self._key,
@@ -396,73 +389,86 @@ class Proxy:
             watch.finishing = True
             await self._reply(send, x, error_for(exc), extra)
             return
-
         try:
-            content_type: bytes | None = None
-            content_encoding: bytes | None = None
-            has_length = False
-            relayed: list[tuple[bytes, bytes]] = []
-            # 204 and 304 carry no body whatever their Content-Length says (RFC 9110
-            # 8.6); relayed, the length would make the server wait for bytes never sent.
-            bodyless = status in (204, 304)
-            for name, value in answer_headers:
-                lname = name.lower()
-                if lname == b"content-type":
-                    content_type = value
-                elif lname == b"content-encoding":
-                    content_encoding = value
-                elif lname == b"content-length":
-                    if bodyless:
-                        continue
-                    has_length = True
-                relayed.append((lname, value))
-            x.status = str(status)
-            down = downstream_headers(relayed, request_id=x.request_id)
-            if memory_header is not None:
-                down.append(memory_header)
-            await send({"type": "http.response.start", "status": status, "headers": down})
-            tap: UsageTap | None = tap_for(content_type, content_encoding)
-            text: TextTap | None = None
-            if context is not None:
-                text = context.tap(
-                    status=status, content_type=content_type, content_encoding=content_encoding
-                )
-            first = True
-            try:
-                async for chunk in answer:
-                    if first:
-                        first = False
-                        metrics.ttfb_of(x.user, x.route).observe(perf_counter() - x.start)
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    if tap is not None:
-                        tap.feed(chunk)
-                    if text is not None:
-                        text.feed(chunk)
-            except UpstreamError as exc:
-                self._upstream_failed(x, exc, " mid-response")
-                watch.finishing = True
-                await _end_broken_stream(send, content_type, x.fmt, has_length)
-                return
-            if first:
-                metrics.ttfb_of(x.user, x.route).observe(perf_counter() - x.start)
-            watch.finishing = True
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            if context is not None and self._memory is not None:
-                # The answer ended normally: queue the turn (never waits).
-                self._memory.finish(context, text)
-            if tap is not None:
-                usage = tap.finish()
-                if usage.seen:
-                    metrics.record_tokens(
-                        x.user, model or usage.model, usage.prompt, usage.completion
-                    )
-                    limit = x.limit
-                    if limit is not None and limit.tokens_per_minute:
-                        await self._limiter.add_tokens(
-                            decision.user_id, limit, usage.prompt + usage.completion
-                        )
+            await self._relay(x, status, answer_headers, answer, send, watch)
         finally:
             await answer.aclose()
+
+    async def _relay(
+        self,
+        x: Exchange,
+        status: int,
+        answer_headers: list[tuple[bytes, bytes]],
+        answer: Body,
+        send: Send,
+        watch: _Disconnect,
+    ) -> None:
+        """Relay the upstream's answer chunk by chunk; then count its tokens and, with
+        memory in the router, queue the turn for storage."""
+        metrics = self._metrics
+        content_type: bytes | None = None
+        content_encoding: bytes | None = None
+        has_length = False
+        relayed: list[tuple[bytes, bytes]] = []
+        # 204 and 304 carry no body whatever their Content-Length says (RFC 9110
+        # 8.6); relayed, the length would make the server wait for bytes never sent.
+        bodyless = status in (204, 304)
+        for name, value in answer_headers:
+            lname = name.lower()
+            if lname == b"content-type":
+                content_type = value
+            elif lname == b"content-encoding":
+                content_encoding = value
+            elif lname == b"content-length":
+                if bodyless:
+                    continue
+                has_length = True
+            relayed.append((lname, value))
+        x.status = str(status)
+        down = downstream_headers(relayed, request_id=x.request_id)
+        if x.memory_header is not None:
+            down.append(x.memory_header)
+        await send({"type": "http.response.start", "status": status, "headers": down})
+        tap: UsageTap | None = tap_for(content_type, content_encoding)
+        text: TextTap | None = None
+        if x.memory is not None:
+            text = x.memory.tap(
+                status=status, content_type=content_type, content_encoding=content_encoding
+            )
+        first = True
+        try:
+            async for chunk in answer:
+                if first:
+                    first = False
+                    metrics.ttfb_of(x.user, x.route).observe(perf_counter() - x.start)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if tap is not None:
+                    tap.feed(chunk)
+                if text is not None:
+                    text.feed(chunk)
+        except UpstreamError as exc:
+            self._upstream_failed(x, exc, " mid-response")
+            watch.finishing = True
+            await _end_broken_stream(send, content_type, x.fmt, has_length)
+            return
+        if first:
+            metrics.ttfb_of(x.user, x.route).observe(perf_counter() - x.start)
+        watch.finishing = True
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if x.memory is not None and self._memory is not None:
+            # The answer ended normally: queue the turn (never waits).
+            self._memory.finish(x.memory, text)
+        if tap is not None:
+            usage = tap.finish()
+            if usage.seen:
+                metrics.record_tokens(
+                    x.user, x.model or usage.model, usage.prompt, usage.completion
+                )
+                limit = x.limit
+                if limit is not None and limit.tokens_per_minute and x.decision is not None:
+                    await self._limiter.add_tokens(
+                        x.decision.user_id, limit, usage.prompt + usage.completion
+                    )
 
     def _upstream_failed(self, x: Exchange, exc: UpstreamError, where: str) -> None:
         self._metrics.upstream_errors.labels(x.user, exc.kind).inc()

@@ -16,20 +16,12 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from router.app import create_app
-from router.cli import build_parser
+from router.cli import build_parser, serve_settings
 from router.server import run
-from router.settings import load_settings
 
 
 def main() -> int:
-    args = build_parser().parse_args(sys.argv[1:])
-    settings = load_settings(
-        host=args.host,
-        port=args.port,
-        litellm_url=args.litellm_url,
-        config=args.config,
-        log_level=args.log_level,
-    )
+    settings = serve_settings(build_parser().parse_args(sys.argv[1:]))
 
     def session() -> aiohttp.ClientSession:
         # Made on first use, inside the server's event loop; set up as the router's own.

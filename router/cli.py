@@ -257,18 +257,23 @@ def _print_memories(found: list[Memory], user_id: str, backend: str, *, as_json:
             print(f"  {line}")
 
 
-def serve(args: argparse.Namespace) -> int:
-    from router.app import create_app
-    from router.logs import LOGGER_NAME, configure_logging
-    from router.server import run
-
-    settings = load_settings(
+def serve_settings(args: argparse.Namespace) -> Settings:
+    """Settings for ``serve``: its flags over the environment and ``.env``."""
+    return load_settings(
         host=args.host,
         port=args.port,
         litellm_url=args.litellm_url,
         config=args.config,
         log_level=args.log_level,
     )
+
+
+def serve(args: argparse.Namespace) -> int:
+    from router.app import create_app
+    from router.logs import LOGGER_NAME, configure_logging
+    from router.server import run
+
+    settings = serve_settings(args)
     configure_logging(settings.log_level_number, settings.secrets)
     log = logging.getLogger(LOGGER_NAME)
     router = MemoryRouter(settings.config)

@@ -167,19 +167,8 @@ class LocalBackend:
 
         ``busy_timeout`` is how long a statement waits for another process's write lock
         (the CLI, say) before failing with a ``TransientMemoryError``."""
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memory-sqlite")
-        loop = asyncio.get_running_loop()
-        try:
-            conn = await loop.run_in_executor(
-                executor, _connect, str(path), int(busy_timeout * 1000)
-            )
-        except sqlite3.Error as exc:
-            executor.shutdown(wait=False)
-            raise MemoryBackendError(f"cannot open the memory store: {exc}") from None
-        except BaseException:
-            executor.shutdown(wait=False)
-            raise
-        return cls(executor, conn)
+        # ``connect`` blocks until the worker thread has opened the file: off the loop.
+        return await asyncio.to_thread(cls.connect, path, busy_timeout=busy_timeout)
 
     @classmethod
     def connect(cls, path: Path | str, *, busy_timeout: float = 2.0) -> LocalBackend:

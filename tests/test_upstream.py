@@ -4,6 +4,7 @@ gate, error kinds, and one record per request whatever its outcome."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import textwrap
 import threading
@@ -263,3 +264,51 @@ def _connector_error() -> aiohttp.ClientConnectorError:
 )
 def test_error_kinds(exc: BaseException, kind: str) -> None:
     assert _kind_of(exc) == kind
+
+
+def test_an_https_upstream_is_verified_against_the_trust_store(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    """LITELLM_URL may be https://: the certificate is checked with the system's trust
+    store (SSL_CERT_FILE here, as OpenSSL reads it), and refused when it does not verify."""
+    import shutil
+
+    import trustme
+    import uvicorn
+
+    from tests.support.ports import free_port
+    from tests.support.processes import Processes
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    key_file, cert_file, ca_file = (tmp_path / n for n in ("key.pem", "cert.pem", "ca.pem"))
+    cert.private_key_pem.write_to_path(str(key_file))
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    ca.cert_pem.write_to_path(str(ca_file))
+    config = uvicorn.Config(
+        upstream, log_level="warning", ssl_keyfile=str(key_file), ssl_certfile=str(cert_file)
+    )
+    exe = shutil.which("memory-router")
+    assert exe
+    processes = Processes(tmp_path)
+    try:
+        with serve_in_thread(upstream, config) as http_url:
+            https_url = http_url.replace("http://", "https://")
+            answers = {}
+            for name, trusted in (("trusted", str(ca_file)), ("untrusted", os.devnull)):
+                port = free_port()
+                env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORY_ROUTER_")}
+                env.update(SSL_CERT_FILE=trusted, SUPERMEMORY_API_KEY=SM_KEY)
+                process = processes.start(
+                    name, [exe, "--port", str(port), "--litellm-url", https_url], env=env
+                )
+                process.wait_http_ok(f"http://127.0.0.1:{port}/health")
+                answers[name] = httpx.post(
+                    f"http://127.0.0.1:{port}/v1/chat/completions", json=CHAT, timeout=10
+                )
+    finally:
+        processes.stop_all()
+    assert answers["trusted"].status_code == 200
+    assert upstream.requests[0].header("x-sm-user-id") == "default-dev"
+    assert answers["untrusted"].status_code == 502
+    assert len(upstream.requests) == 1  # nothing sent over the connection that did not verify

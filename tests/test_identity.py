@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import textwrap
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -18,17 +17,17 @@ import pytest
 from router.api_keys import digest
 from router.exceptions import ConfigError
 from router.memory_router import MemoryRouter
-from router.rules import decide, load_rules, parse_rules
+from router.rules import RoutingRules, decide, load_rules, parse_rules
 from tests.conftest import RouterFactory
-from tests.fake_upstream import FakeUpstream
+from tests.doubles.fake_litellm import FakeUpstream
+from tests.support.configs import rules_yaml, write_rules
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 ALICE_KEY = "sk-alice-0123456789"
 
 
-def _rules(body: str, environ: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
-    text = "user_id_mappings:\n" + textwrap.indent(textwrap.dedent(body), "  ")
-    return parse_rules(text, environ=environ or {})
+def _rules(body: str, environ: dict[str, str] | None = None) -> RoutingRules:
+    return parse_rules(rules_yaml(body), environ=environ or {})
 
 
 KEYED = f"""
@@ -131,8 +130,7 @@ def test_api_key_identity_through_the_proxy(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv("BOB_KEY", "sk-bob")
-    cfg = tmp_path / "rules.yaml"
-    cfg.write_text("user_id_mappings:\n" + textwrap.indent(textwrap.dedent(KEYED), "  "))
+    cfg = write_rules(tmp_path / "rules.yaml", KEYED)
     app, url = start_router(config=cfg)
     with caplog.at_level(logging.INFO, logger="memory_router"):
         r = client.post(

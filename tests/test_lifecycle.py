@@ -9,21 +9,17 @@ import httpx
 import pytest
 
 from tests.conftest import SM_KEY
-from tests.fake_upstream import FakeUpstream
-from tests.servers import wait_for
+from tests.doubles.fake_litellm import FakeUpstream
+from tests.support.configs import write_rules
+from tests.support.polling import wait_for
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
 
 
-def _config(path: Path, default: str) -> Path:
-    path.write_text(f"user_id_mappings:\n  default_user_id: {default}\n")
-    return path
-
-
 def test_sighup_reloads_the_config(launch, tmp_path: Path, upstream: FakeUpstream) -> None:  # type: ignore[no-untyped-def]
-    cfg = _config(tmp_path / "rules.yaml", "first")
+    cfg = write_rules(tmp_path / "rules.yaml", "default_user_id: first")
     router = launch(cfg, MEMORY_ROUTER_WATCH_CONFIG="false")
-    _config(cfg, "second")
+    write_rules(cfg, "default_user_id: second")
     assert httpx.get(f"{router.url}/memory-routing/info").json()["user_id"] == "first"
     router.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: httpx.get(f"{router.url}/memory-routing/info").json()["user_id"] == "second")
@@ -37,7 +33,7 @@ def test_sigterm_drains_in_flight_streams_then_exits_0(
     tmp_path: Path,
     upstream: FakeUpstream,  # type: ignore[no-untyped-def]
 ) -> None:
-    router = launch(_config(tmp_path / "rules.yaml", "drain"))
+    router = launch(write_rules(tmp_path / "rules.yaml", "default_user_id: drain"))
     with (
         httpx.Client(timeout=10) as c,
         c.stream(
@@ -67,7 +63,8 @@ def test_sigterm_drains_in_flight_streams_then_exits_0(
 
 
 def test_sigterm_drain_is_bounded(launch, tmp_path: Path, upstream: FakeUpstream) -> None:  # type: ignore[no-untyped-def]
-    router = launch(_config(tmp_path / "rules.yaml", "held"), MEMORY_ROUTER_DRAIN_SECONDS="1")
+    rules = write_rules(tmp_path / "rules.yaml", "default_user_id: held")
+    router = launch(rules, MEMORY_ROUTER_DRAIN_SECONDS="1")
     with (
         httpx.Client(timeout=10) as c,
         c.stream(
@@ -92,7 +89,9 @@ def test_process_logs_decisions_and_never_the_key(
     tmp_path: Path,
     upstream: FakeUpstream,  # type: ignore[no-untyped-def]
 ) -> None:
-    router = launch(_config(tmp_path / "rules.yaml", "logs"), LOG_LEVEL="DEBUG")
+    router = launch(
+        write_rules(tmp_path / "rules.yaml", "default_user_id: logs"), LOG_LEVEL="DEBUG"
+    )
     httpx.post(
         f"{router.url}/v1/chat/completions",
         json={**CHAT, "stream": False},
@@ -120,7 +119,8 @@ def test_process_logs_decisions_and_never_the_key(
 
 
 def test_startup_warns_when_the_key_is_missing(launch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    router = launch(_config(tmp_path / "rules.yaml", "nokey"), SUPERMEMORY_API_KEY="")
+    rules = write_rules(tmp_path / "rules.yaml", "default_user_id: nokey")
+    router = launch(rules, SUPERMEMORY_API_KEY="")
     router.proc.send_signal(signal.SIGTERM)
     router.proc.wait(10)
     assert "SUPERMEMORY_API_KEY is not set" in router.logs()

@@ -18,9 +18,10 @@ from router.logs import REDACTED, RedactingFilter
 from router.server import server_config
 from router.settings import Settings
 from tests.conftest import SM_KEY
-from tests.fake_upstream import FakeUpstream
-from tests.redis_server import free_port
-from tests.servers import serve_in_thread
+from tests.doubles.fake_litellm import FakeUpstream
+from tests.support.configs import write_rules
+from tests.support.ports import free_port
+from tests.support.servers import serve_in_thread
 
 SECRET = "sk-secret-0123456789"
 
@@ -115,10 +116,10 @@ def acme() -> Iterator[io.StringIO]:
 def test_an_embedded_app_scrubs_its_records_and_its_child_loggers(
     acme: io.StringIO, upstream: FakeUpstream, upstream_url: str, tmp_path: Path
 ) -> None:
-    config = tmp_path / "rules.yaml"
-    config.write_text(
-        "user_id_mappings: {default_user_id: d}\n"
-        "rate_limits: {default: {requests_per_minute: 60}}\n"
+    config = write_rules(
+        tmp_path / "rules.yaml",
+        "default_user_id: d",
+        rate_limits="default: {requests_per_minute: 60}",
     )
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,

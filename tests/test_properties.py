@@ -23,8 +23,8 @@ from router.rules import decide
 from router.server import server_config
 from router.settings import Settings
 from tests.conftest import SM_KEY
-from tests.fake_upstream import FakeUpstream
-from tests.servers import serve_in_thread
+from tests.doubles.fake_litellm import FakeUpstream
+from tests.support.servers import serve_in_thread
 
 ROUTER = MemoryRouter()
 RULES = ROUTER.rules

@@ -13,9 +13,10 @@ import pytest
 
 from router.app import RouterApp
 from tests.conftest import SM_KEY, RouterFactory
-from tests.fake_upstream import FakeUpstream
-from tests.metric_values import requests
-from tests.servers import wait_for
+from tests.doubles.fake_litellm import FakeUpstream
+from tests.support.metrics import requests
+from tests.support.polling import wait_for
+from tests.support.ports import closed_port, free_port
 
 JAVA_UA = "OpenAIClientImpl/Java unknown"
 CHAT = {"model": "claude-sonnet-4.5", "messages": [{"role": "user", "content": "hi"}]}
@@ -214,27 +215,22 @@ def test_body_that_is_not_json_is_forwarded_untouched(
     assert upstream.last().body == blob
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_unreachable_upstream_is_502(start_router: RouterFactory, client: httpx.Client) -> None:
-    app, url = start_router(litellm_url=f"http://127.0.0.1:{_free_port()}")
-    r = client.post(f"{url}/v1/chat/completions", json=CHAT)
-    assert r.status_code == 502
-    error = r.json()["error"]
-    assert error == {
-        "message": "The memory router could not reach the LiteLLM proxy.",
-        "type": "server_error",
-        "param": None,
-        "code": "upstream_unreachable",
-    }
-    assert "127.0.0.1" not in r.text
-    r = client.post(f"{url}/v1/messages", json=CHAT)
-    assert r.status_code == 502 and r.json()["type"] == "error"
-    assert r.json()["error"]["type"] == "api_error"
+    with closed_port() as port:
+        app, url = start_router(litellm_url=f"http://127.0.0.1:{port}")
+        r = client.post(f"{url}/v1/chat/completions", json=CHAT)
+        assert r.status_code == 502
+        error = r.json()["error"]
+        assert error == {
+            "message": "The memory router could not reach the LiteLLM proxy.",
+            "type": "server_error",
+            "param": None,
+            "code": "upstream_unreachable",
+        }
+        assert "127.0.0.1" not in r.text
+        r = client.post(f"{url}/v1/messages", json=CHAT)
+        assert r.status_code == 502 and r.json()["type"] == "error"
+        assert r.json()["error"]["type"] == "api_error"
     assert (
         app.metrics.registry.get_sample_value(
             "memory_router_upstream_errors_total", {"user_id": "default-dev", "kind": "connect"}
@@ -282,7 +278,7 @@ def test_an_injected_clients_cookie_jar_never_reaches_another_caller(
     from router.app import create_app
     from router.server import server_config
     from router.settings import Settings
-    from tests.servers import serve_in_thread
+    from tests.support.servers import serve_in_thread
 
     loops: list[asyncio.AbstractEventLoop] = []
 
@@ -454,7 +450,7 @@ def test_sdks_read_the_routers_own_errors(start_router: RouterFactory) -> None:
     import anthropic
     import openai
 
-    _, url = start_router(litellm_url=f"http://127.0.0.1:{_free_port()}")
+    _, url = start_router(litellm_url=f"http://127.0.0.1:{free_port()}")
     oa = openai.OpenAI(base_url=f"{url}/v1", api_key="k", max_retries=0)
     with pytest.raises(openai.InternalServerError) as caught:
         oa.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
@@ -556,7 +552,7 @@ def test_routing_info_endpoint(router_app: tuple[RouterApp, str], client: httpx.
 
 
 def test_health_does_not_call_upstream(start_router: RouterFactory, client: httpx.Client) -> None:
-    _, url = start_router(litellm_url=f"http://127.0.0.1:{_free_port()}")
+    _, url = start_router(litellm_url=f"http://127.0.0.1:{free_port()}")
     assert client.get(f"{url}/health").json() == {"status": "ok"}
     r = client.get(f"{url}/health/readiness")
     assert r.status_code == 503
@@ -605,7 +601,7 @@ def test_an_injected_http_client_is_used_for_upstream_calls(
     from router.app import create_app
     from router.server import server_config
     from router.settings import Settings
-    from tests.servers import serve_in_thread
+    from tests.support.servers import serve_in_thread
 
     seen: list[str] = []
     loops: list[asyncio.AbstractEventLoop] = []

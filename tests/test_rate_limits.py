@@ -4,7 +4,6 @@ and seen through the real OpenAI and Anthropic SDKs."""
 from __future__ import annotations
 
 import logging
-import textwrap
 from pathlib import Path
 
 import httpx
@@ -15,20 +14,16 @@ from router.ratelimit import Limit
 from router.ratelimit.config import RateLimits
 from router.rules import load_rules
 from tests.conftest import RouterFactory
-from tests.fake_upstream import FakeUpstream
-from tests.redis_server import RedisServer
-from tests.servers import wait_for
+from tests.doubles.fake_litellm import FakeUpstream
+from tests.support.configs import write_rules
+from tests.support.polling import wait_for
+from tests.support.redis_server import RedisServer
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
 
-def _config(path: Path, limits: str, default_id: str = "default-dev") -> Path:
-    path.write_text(
-        f"user_id_mappings:\n  default_user_id: {default_id}\n"
-        + "rate_limits:\n"
-        + textwrap.indent(textwrap.dedent(limits), "  ")
-    )
-    return path
+def _config(path: Path, limits: str) -> Path:
+    return write_rules(path, rate_limits=limits)
 
 
 # -- the config ------------------------------------------------------------------
@@ -57,8 +52,7 @@ def test_default_and_overrides(tmp_path: Path) -> None:
 
 
 def test_no_section_means_no_limits(tmp_path: Path) -> None:
-    path = tmp_path / "r.yaml"
-    path.write_text("user_id_mappings:\n  default_user_id: d\n")
+    path = write_rules(tmp_path / "r.yaml", "default_user_id: d")
     assert load_rules(path).limits.for_user("d") is None
 
 

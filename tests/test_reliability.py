@@ -6,7 +6,6 @@ import asyncio
 import json
 import re
 import socket
-import textwrap
 from pathlib import Path
 
 import httpx
@@ -15,16 +14,12 @@ import pytest
 from router.api_keys import digest
 from router.app import RouterApp
 from tests.conftest import SM_KEY, RouterFactory
-from tests.fake_upstream import FakeUpstream
-from tests.metric_values import requests
-from tests.servers import wait_for
+from tests.doubles.fake_litellm import FakeUpstream
+from tests.support.configs import write_rules
+from tests.support.metrics import requests
+from tests.support.polling import wait_for
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-
-
-def _rules(path: Path, body: str) -> Path:
-    path.write_text("user_id_mappings:\n" + textwrap.indent(textwrap.dedent(body), "  "))
-    return path
 
 
 def _raw(url: str, request: bytes) -> bytes:
@@ -40,12 +35,12 @@ def _raw(url: str, request: bytes) -> bytes:
 def test_config_file_change_takes_effect_without_restart(
     start_router: RouterFactory, upstream: FakeUpstream, tmp_path: Path, client: httpx.Client
 ) -> None:
-    cfg = _rules(tmp_path / "rules.yaml", "default_user_id: before\n")
+    cfg = write_rules(tmp_path / "rules.yaml", "default_user_id: before\n")
     app, url = start_router(config=cfg)
     assert client.get(f"{url}/memory-routing/info").json()["user_id"] == "before"
     old_digest = app.router.rules.digest
 
-    _rules(cfg, "default_user_id: after\n")
+    write_rules(cfg, "default_user_id: after\n")
     wait_for(lambda: client.get(f"{url}/memory-routing/info").json()["user_id"] == "after")
     client.post(f"{url}/v1/chat/completions", json=CHAT)
     assert upstream.last().header("x-sm-user-id") == "after"
@@ -66,7 +61,7 @@ def test_invalid_config_is_refused_and_old_rules_keep_serving(
     client: httpx.Client,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    cfg = _rules(tmp_path / "rules.yaml", "default_user_id: stable\n")
+    cfg = write_rules(tmp_path / "rules.yaml", "default_user_id: stable\n")
     app, url = start_router(config=cfg)
     with caplog.at_level("ERROR", logger="memory_router"):
         cfg.write_text("user_id_mappings:\n  default_user_id: 'not valid'\n")
@@ -90,7 +85,7 @@ def test_invalid_config_is_refused_and_old_rules_keep_serving(
 def test_in_flight_request_keeps_its_decision_across_a_reload(
     start_router: RouterFactory, upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    cfg = _rules(tmp_path / "rules.yaml", "default_user_id: old-rules\n")
+    cfg = write_rules(tmp_path / "rules.yaml", "default_user_id: old-rules\n")
     app, url = start_router(config=cfg, watch_config=False)
     with (
         httpx.Client(timeout=10) as c,
@@ -103,7 +98,7 @@ def test_in_flight_request_keeps_its_decision_across_a_reload(
     ):
         chunks = r.iter_raw()
         next(chunks)  # upstream sends no more until allowed: the request is in flight
-        _rules(cfg, "default_user_id: new-rules\n")
+        write_rules(cfg, "default_user_id: new-rules\n")
         assert app.reloader.reload("sighup")
         upstream.allow("reload", 10)
         rest = b"".join(chunks)
@@ -119,7 +114,7 @@ def test_in_flight_request_keeps_its_decision_across_a_reload(
 def test_custom_header_can_be_turned_off(
     start_router: RouterFactory, upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    cfg = _rules(
+    cfg = write_rules(
         tmp_path / "rules.yaml",
         """
         custom_header_policy: {enabled: false}
@@ -142,7 +137,7 @@ def test_custom_header_can_be_turned_off(
 def test_custom_header_allow_list_and_pattern(
     start_router: RouterFactory, upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    cfg = _rules(
+    cfg = write_rules(
         tmp_path / "rules.yaml",
         """
         custom_header_policy:
@@ -177,7 +172,7 @@ def test_custom_header_requires_an_api_key(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("TEAM_KEY", "sk-team-secret")
-    cfg = _rules(
+    cfg = write_rules(
         tmp_path / "rules.yaml",
         f"""
         custom_header_policy:
@@ -210,7 +205,7 @@ def test_plaintext_api_key_in_config_is_refused(tmp_path: Path) -> None:
     from router.exceptions import ConfigError
     from router.rules import load_rules
 
-    cfg = _rules(
+    cfg = write_rules(
         tmp_path / "rules.yaml",
         "custom_header_policy: {api_keys: [sk-plain]}\ndefault_user_id: d\n",
     )

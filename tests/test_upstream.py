@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import textwrap
 import threading
 from pathlib import Path
 
@@ -25,9 +24,10 @@ from router.upstream import (
     check_answer,
 )
 from tests.conftest import SM_KEY, RouterFactory
-from tests.fake_upstream import FakeUpstream
-from tests.metric_values import requests, settle, value
-from tests.servers import serve_in_thread
+from tests.doubles.fake_litellm import FakeUpstream
+from tests.support.configs import write_rules
+from tests.support.metrics import requests, settle, value
+from tests.support.servers import serve_in_thread
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -138,18 +138,13 @@ def test_utf8_header_values_pass_byte_for_byte_others_are_400(
 def test_every_outcome_is_counted_with_its_duration(
     start_router: RouterFactory, upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(
-        textwrap.dedent(
-            """
-            user_id_mappings:
-              custom_header_policy: {allowed_ids: [alice, limited]}
-              default_user_id: dev
-            rate_limits:
-              per_user_id:
-                limited: {requests_per_minute: 1, burst: 1}
-            """
-        )
+    rules = write_rules(
+        tmp_path / "rules.yaml",
+        """
+        custom_header_policy: {allowed_ids: [alice, limited]}
+        default_user_id: dev
+        """,
+        rate_limits="per_user_id: {limited: {requests_per_minute: 1, burst: 1}}",
     )
     app, url = start_router(config=rules, max_body_bytes=1000, max_header_bytes=2048)
     post = f"{url}/v1/chat/completions"

@@ -22,7 +22,7 @@ from anthropic import Anthropic
 from openai import OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.servers import wait_for
+from tests.support.polling import wait_for
 
 from .conftest import ApiDouble, BackendRouter, NetworkTrap, Provider, Secrets
 from .fake_provider import ECHO_PREFIX

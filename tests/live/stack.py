@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 
 import httpx
 
+from tests.support.polling import wait_for
+
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 LOG_DIR = REPO / "test-logs" / "live"
@@ -68,22 +70,9 @@ class ComposeError(AssertionError):
 def wait_until(
     what: str, check: Callable[[], T | None], timeout: float, interval: float = 0.5
 ) -> T:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds.
-
-    ``check`` may raise httpx or OS errors while a service is not there yet."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            value = check()
-            if value:
-                return value
-        except (httpx.HTTPError, OSError) as exc:
-            last_error = exc
-        if time.monotonic() > deadline:
-            detail = f" (last error: {last_error!r})" if last_error else ""
-            raise AssertionError(f"{what}: not within {timeout:.0f} s{detail}")
-        time.sleep(interval)
+    """``wait_for`` for a service in a container: ``check`` may raise httpx or OS errors
+    while the service is not there yet."""
+    return wait_for(check, timeout, interval, what, errors=(httpx.HTTPError, OSError))
 
 
 def docker(*args: str, timeout: float = 120, check: bool = True) -> str:

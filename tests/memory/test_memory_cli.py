@@ -3,45 +3,18 @@ against a local store and against the Supermemory v5 double."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from router.memory.backend import Turn
-from router.memory.local import LocalBackend
-from tests.memory.conftest import Double
-
-EXE = shutil.which("memory-router")
+from tests.memory.conftest import Double, seed
+from tests.support.router_process import run_cli
 
 
 def run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    assert EXE, "memory-router is not installed: pip install -e ."
-    full_env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("MEMORY_ROUTER_", "SUPERMEMORY", "LITELLM"))
-        and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")
-    }
-    full_env.update(env)
-    return subprocess.run(
-        [EXE, "memories", *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=60
-    )
-
-
-def seed(path: Path, user_id: str, *facts: str) -> list[str]:
-    async def store() -> list[str]:
-        backend = await LocalBackend.open(path)
-        try:
-            return [await backend.store(user_id, Turn(fact, "noted")) for fact in facts]
-        finally:
-            await backend.aclose()
-
-    return asyncio.run(store())
+    return run_cli("memories", *args, env=env, cwd=cwd)
 
 
 @pytest.fixture

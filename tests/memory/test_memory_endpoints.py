@@ -3,32 +3,18 @@ own id, decided as the proxy decides it, under the control endpoints' access rul
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import httpx
 import pytest
 
 from router.app import RouterApp
-from router.memory.backend import Turn
-from router.memory.local import LocalBackend
 from tests.conftest import RouterFactory
-from tests.memory.conftest import Double
+from tests.memory.conftest import Double, seed
 
 MEMORIES = "/memory-routing/memories"
 JAVA_UA = "OpenAIClientImpl/Java unknown"
 ALICE = {"x-memory-user-id": "alice"}
-
-
-def seed(path: Path, user_id: str, *facts: str) -> list[str]:
-    async def store() -> list[str]:
-        backend = await LocalBackend.open(path)
-        try:
-            return [await backend.store(user_id, Turn(fact, "noted")) for fact in facts]
-        finally:
-            await backend.aclose()
-
-    return asyncio.run(store())
 
 
 def texts(answer: httpx.Response) -> list[str]:

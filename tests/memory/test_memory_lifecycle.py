@@ -8,19 +8,18 @@ from pathlib import Path
 
 import httpx
 
-from tests.fake_upstream import FakeUpstream
+from tests.doubles.fake_litellm import FakeUpstream
 from tests.memory.conftest import Double
-from tests.servers import wait_for
+from tests.support.configs import write_rules
+from tests.support.polling import wait_for
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "remember the drain"}]}
 STORED = "User: remember the drain\nAssistant: hello from fake"
 
 
 def _launch(launch, tmp_path: Path, double: Double, **env: str):  # type: ignore[no-untyped-def]
-    config = tmp_path / "rules.yaml"
-    config.write_text("user_id_mappings:\n  default_user_id: drain\n")
     return launch(
-        config,
+        write_rules(tmp_path / "rules.yaml", "default_user_id: drain"),
         MEMORY_ROUTER_MEMORY_BACKEND="supermemory-api",
         MEMORY_ROUTER_MEMORY_API_URL=double.url,
         SUPERMEMORY_API_KEY=double.api_key,

@@ -27,9 +27,9 @@ from hypothesis import strategies as st
 from router.app import RouterApp
 from router.memory.chat import CLOSE_TAG, OPEN_TAG
 from tests.conftest import RouterFactory
-from tests.fake_upstream import FakeUpstream
+from tests.doubles.fake_litellm import FakeUpstream
 from tests.memory.conftest import Double
-from tests.servers import wait_for
+from tests.support.polling import wait_for
 
 WORDS = ("vault", "teal", "lisbon", "ziggy", "poetry", "4711", "kettle")
 TOKEN = re.compile(r"tok\d+q")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,14 @@ import httpx
 import pytest
 
 from router.app import RouterApp
-from router.memory.backend import Turn
 from router.memory.chat import CLOSE_TAG, OPEN_TAG
 from router.memory.local import LocalBackend
 from tests.conftest import SM_KEY, RouterFactory
-from tests.fake_upstream import FakeUpstream
-from tests.memory.conftest import Double
-from tests.servers import wait_for
+from tests.doubles.fake_litellm import FakeUpstream
+from tests.memory.conftest import Double, seed
+from tests.support.configs import write_rules
+from tests.support.polling import wait_for
+from tests.support.ports import closed_port
 
 JAVA_UA = "OpenAIClientImpl/Java unknown"
 CHAT = "/v1/chat/completions"
@@ -46,20 +46,6 @@ def user(content: Any) -> dict[str, Any]:
 
 def assistant(content: Any) -> dict[str, Any]:
     return {"role": "assistant", "content": content}
-
-
-def seed(path: Path, user_id: str, *facts: str) -> None:
-    """Store turns with a connection of the test's own, as another process would."""
-
-    async def store() -> None:
-        backend = await LocalBackend.open(path)
-        try:
-            for fact in facts:
-                await backend.store(user_id, Turn(fact, "noted"))
-        finally:
-            await backend.aclose()
-
-    asyncio.run(store())
 
 
 def stored(path: Path, user_id: str) -> list[str]:
@@ -265,10 +251,8 @@ def test_what_is_not_a_chat_passes_byte_for_byte(
 def test_header_values_for_nothing_found_no_query_and_switched_off(
     start_router: RouterFactory, store_path: Path, upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    config = tmp_path / "rules.yaml"
-    config.write_text(
-        "user_id_mappings:\n  default_user_id: default-dev\n"
-        "memory:\n  per_user_id:\n    private: {retrieve: false}\n"
+    config = write_rules(
+        tmp_path / "rules.yaml", memory="per_user_id: {private: {retrieve: false}}"
     )
     _, url = start_router(memory_backend="local", memory_local_path=store_path, config=config)
     seed(store_path, "private", "my cat is called Ziggy")
@@ -289,8 +273,7 @@ def test_header_values_for_nothing_found_no_query_and_switched_off(
 def test_a_reload_changes_the_switches(
     start_router: RouterFactory, store_path: Path, tmp_path: Path
 ) -> None:
-    config = tmp_path / "rules.yaml"
-    config.write_text("user_id_mappings:\n  default_user_id: default-dev\n")
+    config = write_rules(tmp_path / "rules.yaml")
     app, url = start_router(
         memory_backend="local", memory_local_path=store_path, config=config, watch_config=False
     )
@@ -298,9 +281,7 @@ def test_a_reload_changes_the_switches(
     body = openai(user("what is my cat called?"))
     assert httpx.post(url + CHAT, json=body).headers[HEADER] == "injected"
 
-    config.write_text(
-        "user_id_mappings:\n  default_user_id: default-dev\nmemory:\n  retrieve: false\n"
-    )
+    write_rules(config, memory="retrieve: false")
     assert app.reloader.reload("sighup")
     assert httpx.post(url + CHAT, json=body).headers[HEADER] == "skipped-off"
 
@@ -370,16 +351,17 @@ def test_a_held_memory_backend_costs_the_budget_and_nothing_fails(
 def test_a_memory_backend_that_is_down_is_skipped(
     start_router: RouterFactory, upstream: FakeUpstream
 ) -> None:
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-    _, url = start_router(
-        memory_backend="supermemory-api", memory_api_url=f"http://127.0.0.1:{port}"
-    )
-    for path, body in ((CHAT, openai(user("hi there"))), (MESSAGES, anthropic(user("hi there")))):
-        r = httpx.post(url + path, json=body)
-        assert r.status_code == 200 and r.headers[HEADER] == "skipped-error"
-        assert upstream.last().json() == body
+    with closed_port() as port:
+        _, url = start_router(
+            memory_backend="supermemory-api", memory_api_url=f"http://127.0.0.1:{port}"
+        )
+        for path, body in (
+            (CHAT, openai(user("hi there"))),
+            (MESSAGES, anthropic(user("hi there"))),
+        ):
+            r = httpx.post(url + path, json=body)
+            assert r.status_code == 200 and r.headers[HEADER] == "skipped-error"
+            assert upstream.last().json() == body
 
 
 # ------------------------------------------------------------------ streaming and storage

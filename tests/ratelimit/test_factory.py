@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -14,9 +11,12 @@ import pytest
 
 from router.exceptions import MissingDependency
 from router.ratelimit import MemoryRateLimiter, RedisRateLimiter, build_rate_limiter
-from tests.fake_upstream import FakeUpstream
-from tests.redis_server import free_port
-from tests.servers import wait_for
+from tests.doubles.fake_litellm import FakeUpstream
+from tests.support.configs import write_rules
+from tests.support.environment import clean_env
+from tests.support.ports import free_port
+from tests.support.processes import Process, start_process
+from tests.support.router_process import router_argv
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,69 +57,48 @@ WITHOUT_REDIS = (
 
 def _serve_without_redis(
     upstream_url: str, config: Path, port: int, **env: str
-) -> subprocess.Popen[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("MEMORY_ROUTER_", "REDIS"))}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            WITHOUT_REDIS,
-            "serve",
-            "--port",
-            str(port),
-            "--config",
-            str(config),
-            "--litellm-url",
-            upstream_url,
-        ],
-        env={**base, **env},
-        cwd=config.parent,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+) -> Process:
+    argv = [sys.executable, "-c", WITHOUT_REDIS]
+    argv += router_argv(port, upstream_url, config=config, command=[])
+    return start_process(
+        "router-without-redis",
+        argv,
+        log_dir=config.parent,
+        env=clean_env(**env),
     )
 
 
 def test_the_router_serves_and_limits_in_process_without_redis(
     upstream: FakeUpstream, upstream_url: str, tmp_path: Path
 ) -> None:
-    config = tmp_path / "rules.yaml"
-    config.write_text(
-        "user_id_mappings: {default_user_id: d}\n"
-        "rate_limits: {default: {requests_per_minute: 6, burst: 1}}\n"
+    config = write_rules(
+        tmp_path / "rules.yaml",
+        "default_user_id: d",
+        rate_limits="default: {requests_per_minute: 6, burst: 1}",
     )
     port = free_port()
-    proc = _serve_without_redis(upstream_url, config, port)
+    router = _serve_without_redis(upstream_url, config, port)
     url = f"http://127.0.0.1:{port}"
     try:
-
-        def healthy() -> bool:
-            assert proc.poll() is None, proc.communicate()[0]
-            try:
-                return httpx.get(f"{url}/health").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(healthy, timeout=30)
+        router.wait_http_ok(f"{url}/health")
         statuses = [httpx.post(f"{url}/v1/chat/completions", json={}).status_code for _ in "ab"]
         assert statuses == [200, 429]
         assert len(upstream.requests) == 1
     finally:
-        proc.send_signal(signal.SIGTERM)
-        output = proc.communicate(timeout=10)[0]
-    assert proc.returncode == 0, output
+        status = router.stop()
+    assert status == 0, router.log()
 
 
 def test_redis_url_without_the_package_is_a_clear_startup_error(
     upstream_url: str, tmp_path: Path
 ) -> None:
-    config = tmp_path / "rules.yaml"
-    config.write_text("user_id_mappings: {default_user_id: d}\n")
-    proc = _serve_without_redis(
+    config = write_rules(tmp_path / "rules.yaml", "default_user_id: d")
+    router = _serve_without_redis(
         upstream_url, config, free_port(), REDIS_URL="redis://127.0.0.1:1/0"
     )
-    output = proc.communicate(timeout=60)[0]
-    assert proc.returncode == 2, output
+    router.popen.wait(60)
+    output = router.log()
+    assert router.popen.returncode == 2, output
     assert (
         "memory-router: rate limits shared through Redis (REDIS_URL) need the 'redis' package, "
         "which is not installed: pip install 'memory-router[redis]'"

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 
 from router.ratelimit import Limit, MemoryRateLimiter, RateLimiter, RedisRateLimiter, Verdict
-from tests.ratelimit.conftest import RedisServer
+from tests.support.polling import await_until
+from tests.support.redis_server import RedisServer
 
 
 @pytest.fixture
@@ -40,14 +41,6 @@ async def backend(
 
 async def keys(client: Redis, prefix: str) -> list[bytes]:
     return [key async for key in client.scan_iter(match=prefix + "*", count=1000)]
-
-
-async def poll(condition: Callable[[], Awaitable[bool]], seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {seconds}s")
-        await asyncio.sleep(0.02)
 
 
 async def test_burst_then_refused_then_allowed_after_retry_after(backend: RateLimiter) -> None:
@@ -142,7 +135,7 @@ async def test_keys_expire_once_their_tats_pass(
     async def all_gone() -> bool:
         return await keys(client, prefix) == []
 
-    await poll(all_gone, seconds=5.0)
+    await await_until(all_gone, seconds=5.0)
 
 
 async def test_debt_extends_the_expiry(

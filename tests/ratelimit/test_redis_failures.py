@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 from collections.abc import Iterator
 
 import pytest
 from redis.asyncio import Redis
 
 from router.ratelimit import LOGGER_NAME, Limit, RedisRateLimiter, Verdict
-from tests.ratelimit.conftest import FakeClock, RedisServer, free_port
+from tests.ratelimit.conftest import FakeClock
+from tests.support.polling import await_until
+from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer
 
 LIMIT = Limit(requests_per_minute=60, burst=2)
 OPEN = Verdict(True, 60, 60, 0.0, 0.0, None)
@@ -41,16 +43,14 @@ def warnings() -> Iterator[list[logging.LogRecord]]:
     logger.setLevel(level)
 
 
-async def wait_until_limiting(rl: RedisRateLimiter, user: str, seconds: float = 5.0) -> Verdict:
-    """Poll (bounded) until a verdict comes from Redis rather than the fallback."""
-    deadline = time.monotonic() + seconds
-    while True:
+async def wait_until_limiting(rl: RedisRateLimiter, user: str) -> Verdict:
+    """A verdict from Redis rather than the fallback, once Redis answers again (bounded)."""
+
+    async def from_redis() -> Verdict | None:
         verdict = await rl.check(user, LIMIT)
-        if verdict not in (OPEN, CLOSED):
-            return verdict
-        if time.monotonic() > deadline:
-            raise AssertionError(f"limiter still degraded after {seconds}s")
-        await asyncio.sleep(0.05)
+        return None if verdict in (OPEN, CLOSED) else verdict
+
+    return await await_until(from_redis, interval=0.05, what="the limiter back on Redis")
 
 
 async def test_killed_redis_fails_open_reports_and_recovers_after_restart(

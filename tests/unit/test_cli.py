@@ -3,45 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import RouterFactory
-
-EXE = shutil.which("memory-router")
-
-
-def run(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    assert EXE, "memory-router is not installed: pip install -e ."
-    full_env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("MEMORY_ROUTER_", "SUPERMEMORY", "LITELLM"))
-    }
-    full_env.update(env or {})
-    # An empty working directory: a developer's own .env must not change the outcome.
-    with tempfile.TemporaryDirectory() as empty:
-        return subprocess.run(
-            [EXE, *args],
-            capture_output=True,
-            text=True,
-            env=full_env,
-            cwd=cwd or empty,
-            timeout=60,
-        )
+from tests.support.configs import write_rules
+from tests.support.router_process import run_cli
 
 
 def test_explain_pattern() -> None:
-    out = run("explain", "-H", "User-Agent: OpenAIClientImpl/Java unknown")
+    out = run_cli("explain", "-H", "User-Agent: OpenAIClientImpl/Java unknown")
     assert out.returncode == 0, out.stderr
     assert "user_id:  pycharm-ai-chat" in out.stdout
     assert "source:   pattern" in out.stdout
@@ -49,14 +24,14 @@ def test_explain_pattern() -> None:
 
 
 def test_explain_custom_header_json() -> None:
-    out = run("explain", "-H", "x-memory-user-id: project-alpha", "--json")
+    out = run_cli("explain", "-H", "x-memory-user-id: project-alpha", "--json")
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)
     assert info["user_id"] == "project-alpha" and info["custom_header_present"] is True
 
 
 def test_explain_default_and_no_key_in_output() -> None:
-    out = run(
+    out = run_cli(
         "explain", "-H", "User-Agent: curl/7.68.0", env={"SUPERMEMORY_API_KEY": "sm_secret_value"}
     )
     assert out.returncode == 0
@@ -65,7 +40,7 @@ def test_explain_default_and_no_key_in_output() -> None:
 
 
 def test_explain_refused_header_exit_1() -> None:
-    out = run("explain", "-H", "x-memory-user-id: not valid")
+    out = run_cli("explain", "-H", "x-memory-user-id: not valid")
     assert out.returncode == 1
     assert "refused (HTTP 400 invalid_user_id): Header x-memory-user-id" in out.stderr
 
@@ -84,7 +59,7 @@ def test_explain_prints_the_status_the_proxy_answers(
 ) -> None:
     cfg = tmp_path / "policy.yaml"
     cfg.write_text(POLICY)
-    out = run("explain", "--config", str(cfg), "-H", f"x-memory-user-id: {claimed}")
+    out = run_cli("explain", "--config", str(cfg), "-H", f"x-memory-user-id: {claimed}")
     assert out.returncode == 1
     assert f"refused (HTTP {status} {code})" in out.stderr
     _, url = start_router(config=cfg)
@@ -96,13 +71,13 @@ def test_explain_prints_the_status_the_proxy_answers(
 
 
 def test_explain_malformed_header_flag() -> None:
-    out = run("explain", "-H", "no colon here")
+    out = run_cli("explain", "-H", "no colon here")
     assert out.returncode == 2
     assert "expected 'Name: value'" in out.stderr
 
 
 def test_check_prints_rule_table() -> None:
-    out = run("check")
+    out = run_cli("check")
     assert out.returncode == 0, out.stderr
     assert "pycharm-ai-chat" in out.stdout and "claude-code-cli" in out.stdout
     assert "OK: 3 rule(s)" in out.stdout
@@ -114,28 +89,27 @@ def test_check_bad_config(tmp_path: Path) -> None:
         "user_id_mappings:\n  header_patterns:\n    - {header: ua, pattern: '(', user_id: x}\n"
         "  default_user_id: d\n"
     )
-    out = run("check", "--config", str(bad))
+    out = run_cli("check", "--config", str(bad))
     assert out.returncode == 2
     assert str(bad) in out.stderr and "rule 1" in out.stderr and "regular expression" in out.stderr
 
 
 def test_config_from_environment(tmp_path: Path) -> None:
-    cfg = tmp_path / "rules.yaml"
-    cfg.write_text("user_id_mappings:\n  default_user_id: from-env-config\n")
-    out = run("explain", env={"MEMORY_ROUTER_CONFIG": str(cfg)})
+    cfg = write_rules(tmp_path / "rules.yaml", "default_user_id: from-env-config")
+    out = run_cli("explain", env={"MEMORY_ROUTER_CONFIG": str(cfg)})
     assert "from-env-config" in out.stdout
 
 
 def test_serve_refuses_bad_config_before_listening(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("user_id_mappings:\n  default_user_id: 'no spaces allowed'\n")
-    out = run("--port", "1", "--config", str(bad))
+    out = run_cli("--port", "1", "--config", str(bad))
     assert out.returncode == 2
     assert str(bad) in out.stderr and "default_user_id" in out.stderr
 
 
 def test_serve_refuses_bad_settings() -> None:
-    out = run("--litellm-url", "not-a-url")
+    out = run_cli("--litellm-url", "not-a-url")
     assert out.returncode == 2 and "litellm_url" in out.stderr
 
 
@@ -147,13 +121,13 @@ def test_python_dash_m() -> None:
 
 
 def test_help_lists_flags() -> None:
-    out = run("serve", "--help")
+    out = run_cli("serve", "--help")
     for flag in ("--host", "--port", "--litellm-url", "--config", "--log-level"):
         assert flag in out.stdout
 
 
 def test_version_and_usage_errors() -> None:
-    version = run("--version")
+    version = run_cli("--version")
     assert version.returncode == 0 and "memory-router 0.1.0" in version.stdout
-    bad_port = run("serve", "--port", "x")
+    bad_port = run_cli("serve", "--port", "x")
     assert bad_port.returncode == 2 and "--port" in bad_port.stderr

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from router.usage import JSONUsageTap, SSEUsageTap, tap_for
-from tests.fake_upstream import (
+from tests.doubles.fake_litellm import (
     _anthropic_events,
     _anthropic_message,
     _openai_completion,

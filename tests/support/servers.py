@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
 
-
-def wait_for(condition: Any, timeout: float = 5.0, interval: float = 0.01) -> Any:
-    """Poll ``condition`` until it is truthy, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
+from tests.support.polling import wait_for
+from tests.support.ports import HOST
 
 
 @contextmanager
@@ -34,7 +24,7 @@ def serve_in_thread(
     build one."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind((HOST, 0))
     port = sock.getsockname()[1]
     if config is None:
         defaults: dict[str, Any] = {"log_level": "warning", "lifespan": "on", "access_log": False}
@@ -46,7 +36,7 @@ def serve_in_thread(
         wait_for(lambda: server.started or not thread.is_alive(), timeout=10)
         if not server.started:
             raise RuntimeError("uvicorn did not start")
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{HOST}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)

@@ -4,7 +4,7 @@ server to finish recording a request (it does so just after the last byte)."""
 from __future__ import annotations
 
 from router.app import RouterApp
-from tests.servers import wait_for
+from tests.support.polling import wait_for
 
 
 def value(app: RouterApp, name: str, **labels: str) -> float | None:

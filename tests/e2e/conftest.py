@@ -6,7 +6,7 @@ Each session starts real processes, once, on free loopback ports:
         -> memory-router          (the project's CLI, router/config.yaml)
         -> LiteLLM 1.108.7        (the project's litellm/config.yaml, unmodified, started by
                                    scripts/litellm as a user without Docker would)
-        -> Supermemory double     (tests/e2e/supermemory_double.py, under uvicorn)
+        -> Supermemory double     (tests/doubles/supermemory_router.py, under uvicorn)
     Prometheus                    (the project's prometheus/prometheus.yml, router target on
                                    loopback) scrapes the router.
 
@@ -15,7 +15,7 @@ asks for it (tests/e2e/test_memory_backends.py):
 
     test client -> memory-router (MEMORY_ROUTER_MEMORY_BACKEND=local | supermemory-api | off)
                 -> LiteLLM 1.108.7 (scripts/litellm: Anthropic directly)
-                -> fake provider  (tests/e2e/fake_provider.py: echoes what it was given)
+                -> fake provider  (tests/doubles/anthropic_provider.py: echoes what it was given)
     supermemory-api's router also calls the Supermemory v5 double
     (tests/doubles/supermemory_api.py). Their HTTP(S)_PROXY points at a recorder, so any
     proxy-respecting call beyond loopback would show there.
@@ -71,7 +71,8 @@ LITELLM_REQUIREMENTS = HERE / "requirements-litellm.txt"
 LITELLM_VENV = REPO / ".venvs" / "litellm"
 LITELLM_CONFIG = REPO / "litellm" / "config.yaml"
 LITELLM_WRAPPER = REPO / "scripts" / "litellm"
-FAKE_PROVIDER = HERE / "fake_provider.py"
+FAKE_PROVIDER = REPO / "tests" / "doubles" / "anthropic_provider.py"
+ROUTER_DOUBLE = REPO / "tests" / "doubles" / "supermemory_router.py"
 API_DOUBLE = REPO / "tests" / "doubles" / "supermemory_api.py"
 MEMORY_BUDGET = "1.0"  # seconds; the default 0.3 s leaves little room on a busy 2-core box
 ROUTER_CONFIG = REPO / "router" / "config.yaml"
@@ -356,7 +357,7 @@ def double(e2e_secrets: Secrets, session_tmp: Path) -> Iterator[Double]:
     port = free_port()
     proc = start_process(
         "supermemory-double",
-        [sys.executable, str(HERE / "supermemory_double.py"), "--port", str(port)],
+        [sys.executable, str(ROUTER_DOUBLE), "--port", str(port)],
         env=base_env(SUPERMEMORY_DOUBLE_API_KEY=e2e_secrets.supermemory_key),
         cwd=session_tmp,
     )

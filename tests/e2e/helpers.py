@@ -11,7 +11,7 @@ from typing import Any
 from anthropic import Anthropic
 from openai import OpenAI
 
-from .supermemory_double import ANSWER_PREFIX
+from tests.doubles.supermemory_router import ANSWER_PREFIX
 
 # Model names from litellm/config.yaml. OpenAI-format clients use the config's alias; the
 # Claude Code client uses Anthropic's own id, which the config's `claude-*` entry serves.

@@ -6,6 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from tests.doubles.supermemory_router import ANSWER_PREFIX
+
 from .conftest import Double, LiteLLM
 from .helpers import (
     OPENAI_FORMAT_MODEL,
@@ -15,7 +17,6 @@ from .helpers import (
     one_record,
     only_header,
 )
-from .supermemory_double import ANSWER_PREFIX
 
 pytestmark = pytest.mark.e2e
 

@@ -22,10 +22,10 @@ from anthropic import Anthropic
 from openai import OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.doubles.anthropic_provider import ECHO_PREFIX
 from tests.support.polling import wait_for
 
 from .conftest import ApiDouble, BackendRouter, NetworkTrap, Provider, Secrets
-from .fake_provider import ECHO_PREFIX
 from .helpers import (
     CLAUDE_CODE_MODEL,
     CLAUDE_CODE_UA,

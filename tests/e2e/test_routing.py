@@ -8,6 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.doubles.supermemory_router import ANSWER_PREFIX
+
 from .conftest import Double, Router
 from .helpers import (
     CLAUDE_CODE_MODEL,
@@ -22,7 +24,6 @@ from .helpers import (
     one_record,
     only_header,
 )
-from .supermemory_double import ANSWER_PREFIX
 
 pytestmark = pytest.mark.e2e
 

@@ -30,7 +30,7 @@ from .stack import MEMORY_FILES, Keys, Stack, header_values, read_json, running,
 pytestmark = pytest.mark.live
 
 HEADER = "x-memory-router-memory"
-ECHO_PREFIX = "Provider echo. You said:"  # tests/e2e/fake_provider.py
+ECHO_PREFIX = "Provider echo. You said:"  # tests/doubles/anthropic_provider.py
 OPEN_TAG = "<memory-router-memories>"
 
 

@@ -24,7 +24,7 @@ Test-only endpoints, the same as the Supermemory router double's:
 
 Run it as a process::
 
-    FAKE_PROVIDER_API_KEY=... python tests/e2e/fake_provider.py --port 9100
+    FAKE_PROVIDER_API_KEY=... python tests/doubles/anthropic_provider.py --port 9100
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ Test-only endpoints (not part of Supermemory's contract):
 
 Run it as a process::
 
-    SUPERMEMORY_DOUBLE_API_KEY=... python tests/e2e/supermemory_double.py --port 9000
+    SUPERMEMORY_DOUBLE_API_KEY=... python tests/doubles/supermemory_router.py --port 9000
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ from targets import start_nginx, static_upstream_conf
 
 BACKENDS = ("supermemory-router", "off", "local", "supermemory-api")
 BASELINE = "supermemory-router"
-DOUBLE = REPO / "tests" / "doubles" / "supermemory_api.py"
+DOUBLE = "tests.doubles.supermemory_api"  # run with -m from the repository root
 DOUBLE_KEY = "sm_bench_double_" + "0" * 16  # a dummy: nothing leaves loopback
 QUESTION = "What did we decide about the deploy script and the staging database?"
 BODY = json.dumps(
@@ -338,8 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         double = processes.start(
             "v5-double",
-            [sys.executable, str(DOUBLE), "--port", str(double_port)],
-            env=clean_env(SUPERMEMORY_DOUBLE_API_KEY=DOUBLE_KEY),
+            [sys.executable, "-m", DOUBLE, "--port", str(double_port)],
+            env=clean_env(SUPERMEMORY_DOUBLE_API_KEY=DOUBLE_KEY, PYTHONPATH=str(REPO)),
         )
         wait_ready(up, f"http://{HOST}:{up_port}/health", 15)
         double_url = f"http://{HOST}:{double_port}"

@@ -24,6 +24,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.doubles.formats import (
+    anthropic_message,
+    anthropic_stream,
+    openai_completion,
+    openai_stream,
+)
+
 STEP_TIMEOUT = 10.0  # seconds a stepped stream waits for the test to allow its next event
 
 
@@ -182,121 +189,36 @@ async def _send_json(
 
 
 def _openai_completion(model: str) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-fake",
-        "object": "chat.completion",
-        "created": 1,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": "hello from fake"},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
-    }
+    return openai_completion(
+        model, "hello from fake", completion_id="chatcmpl-fake", created=1, usage=(11, 7)
+    )
 
 
 def _anthropic_message(model: str) -> dict[str, Any]:
-    return {
-        "id": "msg_fake",
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [{"type": "text", "text": "hello from fake"}],
-        "stop_reason": "end_turn",
-        "stop_sequence": None,
-        "usage": {"input_tokens": 13, "output_tokens": 5},
-    }
+    usage = {"input_tokens": 13, "output_tokens": 5}
+    return anthropic_message(model, "hello from fake", message_id="msg_fake", usage=usage)
 
 
-def _sse(data: Any, event: str | None = None) -> bytes:
-    prefix = f"event: {event}\n" if event else ""
-    return f"{prefix}data: {json.dumps(data)}\n\n".encode()
+def _texts(chunks: int) -> list[str]:
+    return [f"part{i} " for i in range(chunks)]
 
 
 def _openai_events(model: str, chunks: int) -> list[bytes]:
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {
-            "id": "chatcmpl-fake",
-            "object": "chat.completion.chunk",
-            "created": 1,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
-
-    events = [_sse(chunk({"role": "assistant", "content": "part0 "}))]
-    events += [_sse(chunk({"content": f"part{i} "})) for i in range(1, chunks)]
-    events.append(_sse(chunk({}, "stop")))
-    events.append(
-        _sse(
-            {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion.chunk",
-                "created": 1,
-                "model": model,
-                "choices": [],
-                "usage": {
-                    "prompt_tokens": 21,
-                    "completion_tokens": chunks,
-                    "total_tokens": 21 + chunks,
-                },
-            }
-        )
-    )
-    events.append(b"data: [DONE]\n\n")
-    return events
+    return openai_stream(
+        model,
+        _texts(chunks),
+        completion_id="chatcmpl-fake",
+        created=1,
+        usage=(21, chunks),
+        role_alone=False,
+    ).events()
 
 
 def _anthropic_events(model: str, chunks: int) -> list[bytes]:
-    events = [
-        _sse(
-            {
-                "type": "message_start",
-                "message": {
-                    "id": "msg_fake",
-                    "type": "message",
-                    "role": "assistant",
-                    "model": model,
-                    "content": [],
-                    "stop_reason": None,
-                    "stop_sequence": None,
-                    "usage": {"input_tokens": 17, "output_tokens": 1},
-                },
-            },
-            "message_start",
-        ),
-        _sse(
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-            "content_block_start",
-        ),
-    ]
-    events += [
-        _sse(
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": f"part{i} "},
-            },
-            "content_block_delta",
-        )
-        for i in range(chunks)
-    ]
-    events.append(_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
-    events.append(
-        _sse(
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": {"output_tokens": 3 + chunks},
-            },
-            "message_delta",
-        )
-    )
-    events.append(_sse({"type": "message_stop"}, "message_stop"))
-    return events
+    return anthropic_stream(
+        model,
+        _texts(chunks),
+        message_id="msg_fake",
+        input_tokens=17,
+        final_usage={"output_tokens": 3 + chunks},
+    ).events()

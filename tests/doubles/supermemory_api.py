@@ -42,11 +42,9 @@ Run it as a process::
 
 from __future__ import annotations
 
-import argparse
 import functools
 import itertools
 import json
-import os
 import re
 import secrets
 import threading
@@ -61,6 +59,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.doubles.formats import recorder_routes, run
 
 NAMESPACE = re.compile(r"[A-Za-z0-9_:-]{1,100}")
 _WORD = re.compile(r"\w+")
@@ -537,12 +537,9 @@ def create_app(*, api_key: str) -> Starlette:
 
     # -- test-only controls (not part of the API's contract) --------------------------
 
-    async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def recorded(request: Request) -> Response:
+    def recorded() -> list[dict[str, Any]]:
         with state.lock:
-            return JSONResponse(list(state.requests))
+            return list(state.requests)
 
     async def texts(request: Request) -> Response:
         with state.lock:
@@ -569,8 +566,7 @@ def create_app(*, api_key: str) -> Starlette:
 
     app = Starlette(
         routes=[
-            Route("/_double/health", health, methods=["GET"]),
-            Route("/_double/requests", recorded, methods=["GET"]),
+            *recorder_routes(recorded),
             Route("/_double/texts/{namespace}", texts, methods=["GET"]),
             Route("/_double/hold/{operation}", hold, methods=["POST"]),
             Route("/_double/release", release, methods=["POST"]),
@@ -588,18 +584,5 @@ def create_app(*, api_key: str) -> Starlette:
     return app
 
 
-def main() -> None:
-    import uvicorn
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    api_key = os.environ.get("SUPERMEMORY_DOUBLE_API_KEY")
-    if not api_key:
-        parser.error("SUPERMEMORY_DOUBLE_API_KEY must be set")
-    uvicorn.run(create_app(api_key=api_key), host=args.host, port=args.port, log_level="info")
-
-
 if __name__ == "__main__":
-    main()
+    run(__doc__.splitlines()[0], create_app, "SUPERMEMORY_DOUBLE_API_KEY")

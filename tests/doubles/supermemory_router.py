@@ -23,26 +23,21 @@ Test-only endpoints (not part of Supermemory's contract):
 * ``GET /_double/memories``: the stored memories per user;
 * ``GET /_double/health``: liveness;
 * ``POST /_double/hold/{marker}``: streams whose question contains ``marker`` send each
-  text chunk after the first only when ``POST /_double/allow/{marker}`` allows one. A test
-  that allows the next chunk once it has read one proves that nothing on the way held a
-  chunk back: a buffering hop stalls the stream until ``HOLD_TIMEOUT``, and it breaks off.
+  text chunk after the first only when ``POST /_double/allow/{marker}`` allows one
+  (``formats.Holds``).
 
 Run it as a process::
 
-    SUPERMEMORY_DOUBLE_API_KEY=... python tests/doubles/supermemory_router.py --port 9000
+    SUPERMEMORY_DOUBLE_API_KEY=... python -m tests.doubles.supermemory_router --port 9000
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
-import os
 import re
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +46,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.doubles.formats import (
+    Holds,
+    anthropic_message,
+    anthropic_stream,
+    held,
+    openai_completion,
+    openai_stream,
+    pieces,
+    record,
+    recorder_routes,
+    run,
+)
+
 # /v3/<provider base>/<provider path>. Both "https://" and a collapsed "https:/" are accepted,
 # since some HTTP stacks squash the double slash inside a path.
 _ANTHROPIC_PATH = re.compile(r"^/v3/https?:/+api\.anthropic\.com/v1/messages/?$")
@@ -58,7 +66,6 @@ _OPENAI_PATH = re.compile(r"^/v3/https?:/+api\.openai\.com/v1/chat/completions/?
 
 ANSWER_PREFIX = "Supermemory double answering."
 NO_MEMORIES = "(no memories)"
-HOLD_TIMEOUT = 20.0  # seconds a held stream waits for its next chunk to be allowed
 
 
 @dataclass
@@ -68,11 +75,7 @@ class DoubleState:
     api_key: str
     requests: list[dict[str, Any]] = field(default_factory=list)
     memories: dict[str, list[str]] = field(default_factory=dict)
-    holds: dict[str, asyncio.Semaphore] = field(default_factory=dict)
-
-    def hold_for(self, question: str) -> asyncio.Semaphore | None:
-        """The hold whose marker the question mentions, if any."""
-        return next((sem for marker, sem in self.holds.items() if marker in question), None)
+    holds: Holds = field(default_factory=Holds)
 
 
 def _text_of(content: Any) -> str:
@@ -101,18 +104,6 @@ def _answer_text(user_id: str, memories: list[str], question: str) -> str:
     return f"{ANSWER_PREFIX} Memories injected for this user: [{injected}]. You asked: {question}"
 
 
-def _chunks(text: str, count: int = 6) -> list[str]:
-    """Split text into `count` roughly equal pieces (fewer if the text is short)."""
-    size = max(1, -(-len(text) // count))
-    return [text[i : i + size] for i in range(0, len(text), size)]
-
-
-def _sse(event: str | None, data: dict[str, Any] | str) -> bytes:
-    payload = data if isinstance(data, str) else json.dumps(data)
-    head = f"event: {event}\n" if event else ""
-    return f"{head}data: {payload}\n\n".encode()
-
-
 def _tokens(text: str) -> int:
     return max(1, len(text.split()))
 
@@ -129,17 +120,8 @@ def create_app(*, api_key: str) -> Starlette:
             body: Any = json.loads(raw_body) if raw_body else {}
         except ValueError:
             body = None
-        record: dict[str, Any] = {
-            "seq": len(state.requests),
-            "time": time.time(),
-            "method": request.method,
-            "path": request.url.path,
-            "query": dict(request.query_params),
-            # A list of pairs, so repeated headers stay visible.
-            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.headers.raw],
-            "body": body if body is not None else raw_body.decode("utf-8", "replace"),
-        }
-        state.requests.append(record)
+        seen = record(request, raw_body, body, len(state.requests))
+        state.requests.append(seen)
 
         path = request.url.path
         if _ANTHROPIC_PATH.match(path):
@@ -147,13 +129,13 @@ def create_app(*, api_key: str) -> Starlette:
         elif _OPENAI_PATH.match(path):
             provider = "openai"
         else:
-            record["outcome"] = "unknown path"
+            seen["outcome"] = "unknown path"
             return error(404, "not_found_error", f"no provider route for {path}")
-        record["provider"] = provider
+        seen["provider"] = provider
 
         given = request.headers.get("x-supermemory-api-key")
         if not given or not secrets.compare_digest(given.encode(), state.api_key.encode()):
-            record["outcome"] = "bad supermemory key"
+            seen["outcome"] = "bad supermemory key"
             return error(
                 401,
                 "authentication_error",
@@ -162,14 +144,14 @@ def create_app(*, api_key: str) -> Starlette:
 
         # The provider key travels in its usual header; Supermemory passes it on untouched.
         if provider == "anthropic" and not request.headers.get("x-api-key"):
-            record["outcome"] = "no provider key"
+            seen["outcome"] = "no provider key"
             return error(401, "authentication_error", "x-api-key header is required")
         if provider == "openai" and not request.headers.get("authorization"):
-            record["outcome"] = "no provider key"
+            seen["outcome"] = "no provider key"
             return error(401, "invalid_request_error", "Authorization header is required")
 
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-            record["outcome"] = "bad body"
+            seen["outcome"] = "bad body"
             return error(400, "invalid_request_error", "JSON body with messages[] required")
 
         user_id = (
@@ -178,7 +160,7 @@ def create_app(*, api_key: str) -> Starlette:
             or request.query_params.get("userId")
         )
         if not user_id:
-            record["outcome"] = "no user id"
+            seen["outcome"] = "no user id"
             return error(400, "invalid_request_error", "no x-sm-user-id, body user or ?userId=")
 
         question = _last_user_text(body["messages"])
@@ -186,7 +168,7 @@ def create_app(*, api_key: str) -> Starlette:
         if question:
             state.memories.setdefault(user_id, []).append(question)
         prompt = "\n".join([*(f"[memory] {m}" for m in memories), question])
-        record.update(
+        seen.update(
             user_id=user_id,
             memories_injected=memories,
             prompt_given_to_model=prompt,
@@ -205,190 +187,56 @@ def create_app(*, api_key: str) -> Starlette:
         }
         stream = bool(body.get("stream"))
         usage_in, usage_out = _tokens(prompt), _tokens(text)
+        hold = state.holds.for_text(question)
         if provider == "anthropic":
+            message_id = f"msg_{uuid.uuid4().hex[:24]}"
             if stream:
-                return StreamingResponse(
-                    _anthropic_stream(state.hold_for(question), model, text, usage_in, usage_out),
-                    media_type="text/event-stream",
-                    headers=headers,
+                events = anthropic_stream(
+                    model,
+                    pieces(text),
+                    message_id=message_id,
+                    input_tokens=usage_in,
+                    final_usage={"input_tokens": usage_in, "output_tokens": usage_out},
+                    ping=True,
                 )
+                return StreamingResponse(
+                    held(events, hold), media_type="text/event-stream", headers=headers
+                )
+            usage = {"input_tokens": usage_in, "output_tokens": usage_out}
             return JSONResponse(
-                {
-                    "id": f"msg_{uuid.uuid4().hex[:24]}",
-                    "type": "message",
-                    "role": "assistant",
-                    "model": model,
-                    "content": [{"type": "text", "text": text}],
-                    "stop_reason": "end_turn",
-                    "stop_sequence": None,
-                    "usage": {"input_tokens": usage_in, "output_tokens": usage_out},
-                },
+                anthropic_message(model, text, message_id=message_id, usage=usage),
                 headers=headers,
             )
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        created = int(time.time())
         if stream:
-            return StreamingResponse(
-                _openai_stream(state.hold_for(question), model, text, usage_in, usage_out),
-                media_type="text/event-stream",
-                headers=headers,
+            events = openai_stream(
+                model,
+                pieces(text),
+                completion_id=completion_id,
+                created=created,
+                usage=(usage_in, usage_out),
             )
-        return JSONResponse(
-            {
-                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": usage_in,
-                    "completion_tokens": usage_out,
-                    "total_tokens": usage_in + usage_out,
-                },
-            },
-            headers=headers,
+            return StreamingResponse(
+                held(events, hold), media_type="text/event-stream", headers=headers
+            )
+        answer = openai_completion(
+            model, text, completion_id=completion_id, created=created, usage=(usage_in, usage_out)
         )
-
-    async def list_requests(request: Request) -> JSONResponse:
-        return JSONResponse(state.requests)
+        return JSONResponse(answer, headers=headers)
 
     async def list_memories(request: Request) -> JSONResponse:
         return JSONResponse(state.memories)
 
-    async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
-
-    async def hold(request: Request) -> JSONResponse:
-        state.holds.setdefault(request.path_params["marker"], asyncio.Semaphore(0))
-        return JSONResponse({"held": request.path_params["marker"]})
-
-    async def allow(request: Request) -> JSONResponse:
-        sem = state.holds.get(request.path_params["marker"])
-        if sem is None:
-            return JSONResponse({"error": "no such hold"}, status_code=404)
-        sem.release()
-        return JSONResponse({"allowed": request.path_params["marker"]})
-
     return Starlette(
         routes=[
-            Route("/_double/requests", list_requests, methods=["GET"]),
+            *recorder_routes(lambda: state.requests),
             Route("/_double/memories", list_memories, methods=["GET"]),
-            Route("/_double/health", health, methods=["GET"]),
-            Route("/_double/hold/{marker}", hold, methods=["POST"]),
-            Route("/_double/allow/{marker}", allow, methods=["POST"]),
+            *state.holds.routes(),
             Route("/v3/{rest:path}", proxy, methods=["POST"]),
         ]
     )
 
 
-async def _next_allowed(hold: asyncio.Semaphore | None, index: int) -> None:
-    """Before text chunk ``index`` (from 0) of a held stream, wait until one is allowed."""
-    if hold is not None and index > 0:
-        await asyncio.wait_for(hold.acquire(), HOLD_TIMEOUT)  # a timeout breaks the stream off
-
-
-async def _anthropic_stream(
-    hold: asyncio.Semaphore | None, model: str, text: str, usage_in: int, usage_out: int
-) -> AsyncIterator[bytes]:
-    yield _sse(
-        "message_start",
-        {
-            "type": "message_start",
-            "message": {
-                "id": f"msg_{uuid.uuid4().hex[:24]}",
-                "type": "message",
-                "role": "assistant",
-                "model": model,
-                "content": [],
-                "stop_reason": None,
-                "stop_sequence": None,
-                "usage": {"input_tokens": usage_in, "output_tokens": 1},
-            },
-        },
-    )
-    yield _sse(
-        "content_block_start",
-        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-    )
-    yield _sse("ping", {"type": "ping"})
-    for index, piece in enumerate(_chunks(text)):
-        await _next_allowed(hold, index)
-        yield _sse(
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": piece},
-            },
-        )
-    yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
-    yield _sse(
-        "message_delta",
-        {
-            "type": "message_delta",
-            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-            "usage": {"input_tokens": usage_in, "output_tokens": usage_out},
-        },
-    )
-    yield _sse("message_stop", {"type": "message_stop"})
-
-
-async def _openai_stream(
-    hold: asyncio.Semaphore | None, model: str, text: str, usage_in: int, usage_out: int
-) -> AsyncIterator[bytes]:
-    chunk_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-    created = int(time.time())
-
-    def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-        return {
-            "id": chunk_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
-
-    yield _sse(None, chunk({"role": "assistant", "content": ""}, None))
-    for index, piece in enumerate(_chunks(text)):
-        await _next_allowed(hold, index)
-        yield _sse(None, chunk({"content": piece}, None))
-    yield _sse(None, chunk({}, "stop"))
-    # Final usage chunk, as OpenAI sends with stream_options.include_usage.
-    yield _sse(
-        None,
-        {
-            "id": chunk_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [],
-            "usage": {
-                "prompt_tokens": usage_in,
-                "completion_tokens": usage_out,
-                "total_tokens": usage_in + usage_out,
-            },
-        },
-    )
-    yield _sse(None, "[DONE]")
-
-
-def main() -> None:
-    import uvicorn
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    api_key = os.environ.get("SUPERMEMORY_DOUBLE_API_KEY")
-    if not api_key:
-        parser.error("SUPERMEMORY_DOUBLE_API_KEY must be set")
-    app = create_app(api_key=api_key)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
-
-
 if __name__ == "__main__":
-    main()
+    run(__doc__.splitlines()[0], create_app, "SUPERMEMORY_DOUBLE_API_KEY")

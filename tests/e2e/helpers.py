@@ -11,6 +11,7 @@ from typing import Any
 from anthropic import Anthropic
 from openai import OpenAI
 
+from tests.doubles.controls import header_values
 from tests.doubles.supermemory_router import ANSWER_PREFIX
 
 # Model names from litellm/config.yaml. OpenAI-format clients use the config's alias; the
@@ -75,12 +76,6 @@ def chat(client: OpenAI, text: str) -> str:
         model=OPENAI_FORMAT_MODEL, messages=[{"role": "user", "content": text}]
     )
     return completion.choices[0].message.content or ""
-
-
-def header_values(record: Mapping[str, Any], name: str) -> list[str]:
-    """All values of header `name` in a request the double recorded."""
-    wanted = name.lower()
-    return [value for key, value in record["headers"] if key.lower() == wanted]
 
 
 def only_header(record: Mapping[str, Any], name: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import Double, Router
 from .helpers import (
     CLAUDE_CODE_MODEL,
     Clients,
@@ -14,6 +13,7 @@ from .helpers import (
     one_record,
     only_header,
 )
+from .services import Double, Router
 
 pytestmark = pytest.mark.e2e
 

@@ -8,8 +8,8 @@ import pytest
 
 from tests.doubles.supermemory_router import ANSWER_PREFIX
 
-from .conftest import Double
 from .helpers import Clients, nonce
+from .services import Double
 
 pytestmark = pytest.mark.e2e
 

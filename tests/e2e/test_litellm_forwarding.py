@@ -8,7 +8,6 @@ import pytest
 
 from tests.doubles.supermemory_router import ANSWER_PREFIX
 
-from .conftest import Double, LiteLLM
 from .helpers import (
     OPENAI_FORMAT_MODEL,
     Clients,
@@ -17,6 +16,7 @@ from .helpers import (
     one_record,
     only_header,
 )
+from .services import Double, LiteLLM
 
 pytestmark = pytest.mark.e2e
 

@@ -25,7 +25,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.doubles.anthropic_provider import ECHO_PREFIX
 from tests.support.polling import wait_for
 
-from .conftest import ApiDouble, BackendRouter, NetworkTrap, Provider, Secrets
 from .helpers import (
     CLAUDE_CODE_MODEL,
     CLAUDE_CODE_UA,
@@ -35,6 +34,7 @@ from .helpers import (
     header_values,
     nonce,
 )
+from .services import ApiDouble, BackendRouter, NetworkTrap, Provider, Secrets
 
 pytestmark = pytest.mark.e2e
 

@@ -8,8 +8,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.polling import until_passes
 
-from .conftest import Prometheus, Router
 from .helpers import CLAUDE_CODE_MODEL, PYCHARM_UA, Clients, chat, nonce
+from .services import Prometheus, Router
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,6 @@ import pytest
 
 from tests.doubles.supermemory_router import ANSWER_PREFIX
 
-from .conftest import Double, Router
 from .helpers import (
     CLAUDE_CODE_MODEL,
     CLAUDE_CODE_UA,
@@ -24,6 +23,7 @@ from .helpers import (
     one_record,
     only_header,
 )
+from .services import Double, Router
 
 pytestmark = pytest.mark.e2e
 

@@ -18,12 +18,14 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.doubles.controls import DoubleControls
+from tests.support.environment import loopback_without_proxy
+
 from .stack import (
     HERE,
     LOG_DIR,
     REPLICAS_FILES,
     SINGLE_FILES,
-    Double,
     Keys,
     Prometheus,
     Stack,
@@ -72,15 +74,8 @@ def docker_engine() -> None:
 @pytest.fixture(scope="session", autouse=True)
 def _loopback_without_proxy() -> Iterator[None]:
     """The SDK clients honour *_PROXY; the published ports are on loopback."""
-    saved = {k: os.environ.get(k) for k in ("NO_PROXY", "no_proxy")}
-    value = ",".join(filter(None, [saved["NO_PROXY"] or "", "127.0.0.1", "localhost"]))
-    os.environ["NO_PROXY"] = os.environ["no_proxy"] = value
-    yield
-    for key, old in saved.items():
-        if old is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = old
+    with loopback_without_proxy():
+        yield
 
 
 @dataclass
@@ -91,7 +86,7 @@ class SingleStack:
     keys: Keys
     router_url: str
     prometheus: Prometheus
-    double: Double
+    double: DoubleControls
 
 
 @dataclass
@@ -102,7 +97,7 @@ class ReplicasStack:
     keys: Keys
     lb_url: str
     prometheus: Prometheus
-    double: Double
+    double: DoubleControls
 
 
 # Rate limits the replicas tests use, added to that stack's copy of the rules.
@@ -124,7 +119,7 @@ def single_stack(docker_engine: None) -> Iterator[SingleStack]:
             keys=keys,
             router_url=stack.url("router", 8765),
             prometheus=Prometheus(stack.url("prometheus", 9090)),
-            double=Double(stack.url("supermemory", 9000)),
+            double=DoubleControls(stack.url("supermemory", 9000)),
         )
 
 
@@ -140,7 +135,7 @@ def replicas_stack(docker_engine: None) -> Iterator[ReplicasStack]:
             keys=keys,
             lb_url=stack.url("lb", 8765),
             prometheus=Prometheus(stack.url("prometheus", 9090)),
-            double=Double(stack.url("supermemory", 9000)),
+            double=DoubleControls(stack.url("supermemory", 9000)),
         )
 
 

@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -284,29 +284,3 @@ class Prometheus:
             "activeTargets"
         ]
         return targets
-
-
-@dataclass
-class Double:
-    """What the Supermemory double received, read from its test-only endpoints."""
-
-    url: str
-
-    def requests(self) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = read_json(f"{self.url}/_double/requests")
-        return records
-
-    def requests_with(self, marker: str) -> list[dict[str, Any]]:
-        return [r for r in self.requests() if marker in json.dumps(r["body"])]
-
-    def hold(self, marker: str) -> None:
-        """Hold streams about ``marker``: each text chunk after the first waits for ``allow``."""
-        httpx.post(f"{self.url}/_double/hold/{marker}", trust_env=False).raise_for_status()
-
-    def allow(self, marker: str) -> None:
-        """Let a held stream about ``marker`` send its next text chunk."""
-        httpx.post(f"{self.url}/_double/allow/{marker}", trust_env=False).raise_for_status()
-
-
-def header_values(record: Mapping[str, Any], name: str) -> list[str]:
-    return [value for key, value in record["headers"] if key.lower() == name.lower()]

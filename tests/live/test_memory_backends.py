@@ -16,6 +16,7 @@ import pytest
 from anthropic import Anthropic
 from openai import OpenAI
 
+from tests.doubles.controls import header_values
 from tests.e2e.helpers import (
     CLAUDE_CODE_MODEL,
     CLAUDE_CODE_UA,
@@ -25,7 +26,7 @@ from tests.e2e.helpers import (
     nonce,
 )
 
-from .stack import MEMORY_FILES, Keys, Stack, header_values, read_json, running, wait_until
+from .stack import MEMORY_FILES, Keys, Stack, read_json, running, wait_until
 
 pytestmark = pytest.mark.live
 

@@ -20,6 +20,7 @@ import yaml
 from anthropic import Anthropic
 from openai import OpenAI
 
+from tests.doubles.controls import header_values
 from tests.e2e.helpers import (
     CLAUDE_CODE_MODEL,
     OPENAI_FORMAT_MODEL,
@@ -31,7 +32,7 @@ from tests.e2e.helpers import (
 )
 
 from .conftest import SingleStack
-from .stack import REPO, docker, header_values, wait_until
+from .stack import REPO, docker, wait_until
 
 pytestmark = pytest.mark.live
 

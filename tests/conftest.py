@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -14,7 +15,7 @@ from router.memory_router import MemoryRouter
 from router.server import server_config
 from router.settings import Settings
 from tests.doubles.fake_litellm import FakeUpstream
-from tests.support.environment import clean_env
+from tests.support.environment import PROXY_NAMES, clean_env, steers
 from tests.support.processes import ProcessError, Processes
 from tests.support.provision import ProvisionError, system_tool
 from tests.support.redis_server import RedisServer
@@ -71,6 +72,16 @@ def start_router(upstream_url: str) -> Iterator[RouterFactory]:
             return app, url
 
         yield start
+
+
+@pytest.fixture
+def settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Settings read from the test alone: no variable that could steer the router or its
+    clients (proxies included), and an empty working directory (no ``.env``)."""
+    for name in list(os.environ):
+        if steers(name) or name.lower() in PROXY_NAMES:
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture

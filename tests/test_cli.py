@@ -1,8 +1,9 @@
-"""The command line as a user runs it: the installed ``memory-router`` script."""
+"""The command line as a user runs it (router/cli.py): the installed ``memory-router`` script."""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import RouterFactory
+from tests.conftest import Launch, RouterFactory
 from tests.support.configs import write_rules
 from tests.support.router_process import run_cli
 
@@ -131,3 +132,11 @@ def test_version_and_usage_errors() -> None:
     assert version.returncode == 0 and "memory-router 0.1.0" in version.stdout
     bad_port = run_cli("serve", "--port", "x")
     assert bad_port.returncode == 2 and "--port" in bad_port.stderr
+
+
+def test_startup_warns_when_the_key_is_missing(launch: Launch, tmp_path: Path) -> None:
+    rules = write_rules(tmp_path / "rules.yaml", "default_user_id: nokey")
+    router = launch(rules, SUPERMEMORY_API_KEY="")
+    router.proc.send_signal(signal.SIGTERM)
+    router.proc.wait(10)
+    assert "SUPERMEMORY_API_KEY is not set" in router.logs()

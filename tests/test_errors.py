@@ -1,29 +1,27 @@
-"""The one mapping from an exception to the router's reply, and the reply bodies."""
+"""The router's replies (router/errors.py): the one mapping from an exception to a reply,
+the caller's format, the bodies, and no key in any of them."""
 
 from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 from router.errors import ROUTER_BUG, RouterError, caller_format, error_for
 from router.exceptions import (
-    ConfigError,
     DetectUserIdError,
     Forbidden,
     InvalidCustomHeader,
     InvalidLimit,
-    InvalidUserId,
     MemoryBackendError,
-    MemoryConfigError,
     MemoryNotFound,
     MemoryOff,
-    MemoryRouterError,
-    MemorySetupError,
-    RequestRefused,
-    SetupError,
     TransientMemoryError,
 )
+from tests.conftest import SM_KEY, RouterFactory
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.mark.parametrize(
@@ -105,22 +103,6 @@ def test_caller_format(headers: dict[str, str], expected: str) -> None:
     assert caller_format(headers) == expected
 
 
-def test_the_memory_part_of_the_tree() -> None:
-    assert issubclass(MemoryConfigError, ConfigError)
-    assert issubclass(MemorySetupError, SetupError)
-    assert all(issubclass(e, RequestRefused) for e in (MemoryOff, MemoryNotFound, InvalidLimit))
-    assert issubclass(TransientMemoryError, MemoryBackendError)
-    assert issubclass(MemoryBackendError, MemoryRouterError)
-    assert issubclass(InvalidUserId, MemoryRouterError) and issubclass(InvalidUserId, ValueError)
-
-
-def test_the_tree() -> None:
-    assert issubclass(ConfigError, SetupError) and issubclass(SetupError, MemoryRouterError)
-    assert issubclass(InvalidCustomHeader, RequestRefused) and issubclass(Forbidden, RequestRefused)
-    # a custom detect_user_id's bad answer is still a ValueError for callers that expect one
-    assert issubclass(DetectUserIdError, ValueError)
-
-
 @pytest.mark.parametrize(
     ("fmt", "expected"),
     [
@@ -147,3 +129,11 @@ def test_the_tree() -> None:
 def test_bodies(fmt: str, expected: dict[str, object]) -> None:
     error = error_for(InvalidCustomHeader("x", "is empty"))
     assert json.loads(error.body(fmt)) == expected  # type: ignore[arg-type]
+
+
+def test_key_not_in_error_replies(start_router: RouterFactory) -> None:
+    _, url = start_router(litellm_url="http://127.0.0.1:9")
+    for path in ("/v1/chat/completions", "/v1/messages"):
+        r = httpx.post(url + path, json=CHAT)
+        assert r.status_code == 502
+        assert SM_KEY not in r.text and SM_KEY not in str(r.headers)

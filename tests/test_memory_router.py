@@ -1,15 +1,26 @@
-"""The embeddable Python API (the seed's "integrate into an existing proxy" option)."""
+"""The embeddable Python API (router/memory_router.py): deciding and injecting on its own,
+and a subclass's ``detect_user_id`` (plain or a coroutine) driving the proxy."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
+import httpx
 import pytest
 
 from router import MemoryRouter
 from router.exceptions import DetectUserIdError
 from router.memory_router import default_config_path
+from tests.conftest import RouterFactory
+from tests.doubles.fake_litellm import FakeUpstream
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def test_default_config_is_packaged() -> None:
@@ -135,3 +146,120 @@ def test_an_async_override_cannot_be_decided_synchronously() -> None:
         with pytest.raises(TypeError, match="coroutine function: use adecide"):
             call({"authorization": "Bearer sk-alice"})
     assert router.seen == []  # refused before any coroutine was made
+
+
+class SqliteKeyRouter(MemoryRouter):
+    """The README's example: look the caller's id up in a database by API key."""
+
+    def __init__(self, db_path: str, config: Path | None = None) -> None:
+        super().__init__(config)
+        self.db_path = db_path
+
+    def lookup(self, api_key: str) -> str | None:
+        with closing(sqlite3.connect(self.db_path)) as db:
+            row = db.execute("SELECT user_id FROM keys WHERE api_key = ?", (api_key,)).fetchone()
+        return row[0] if row else None
+
+    async def detect_user_id(self, headers: Mapping[str, str]) -> str:
+        api_key = headers.get("authorization", "").removeprefix("Bearer ")
+        # The query runs in a worker thread: the event loop keeps serving other requests.
+        user_id = await asyncio.to_thread(self.lookup, api_key)
+        return user_id or self.rules_user_id(headers)
+
+
+def test_subclass_database_lookup_drives_the_proxy(
+    start_router: RouterFactory, upstream: FakeUpstream, client: httpx.Client, tmp_path: Path
+) -> None:
+    db_path = str(tmp_path / "keys.db")
+    with closing(sqlite3.connect(db_path)) as db, db:
+        db.execute("CREATE TABLE keys (api_key TEXT PRIMARY KEY, user_id TEXT)")
+        db.execute("INSERT INTO keys VALUES ('sk-carol', 'carol-db')")
+    app, url = start_router(router=SqliteKeyRouter(db_path))
+    client.post(
+        f"{url}/v1/chat/completions", json=CHAT, headers={"Authorization": "Bearer sk-carol"}
+    )
+    client.post(
+        f"{url}/v1/chat/completions",
+        json=CHAT,
+        headers={
+            "Authorization": "Bearer sk-nobody",
+            "User-Agent": "OpenAIClientImpl/Java unknown",
+        },
+    )
+    assert [req.header("x-sm-user-id") for req in upstream.requests] == [
+        "carol-db",
+        "pycharm-ai-chat",
+    ]
+    assert (
+        app.metrics.registry.get_sample_value(
+            "memory_router_routing_decisions_total",
+            {"user_id": "carol-db", "source": "custom_code"},
+        )
+        == 1
+    )
+    info = client.get(f"{url}/memory-routing/info", headers={"Authorization": "Bearer sk-carol"})
+    assert (info.json()["user_id"], info.json()["source"]) == ("carol-db", "custom_code")
+
+
+class HeaderRouter(MemoryRouter):
+    """A plain (synchronous) override, as before ``async def`` was possible."""
+
+    def detect_user_id(self, headers: Mapping[str, str]) -> str:
+        return headers.get("x-team", "") or self.rules_user_id(headers)
+
+
+def test_a_synchronous_override_drives_the_proxy(
+    start_router: RouterFactory, upstream: FakeUpstream, client: httpx.Client
+) -> None:
+    _, url = start_router(router=HeaderRouter())
+    for headers in ({"x-team": "blue"}, {"x-team": "not valid"}, {}):
+        client.post(f"{url}/v1/chat/completions", json=CHAT, headers=headers)
+    assert [req.header("x-sm-user-id") for req in upstream.requests] == ["blue", "default-dev"]
+    r = client.post(f"{url}/v1/chat/completions", json=CHAT, headers={"x-team": "not valid"})
+    assert r.status_code == 500 and r.json()["error"]["code"] == "router_error"
+
+
+class SlowLookupRouter(MemoryRouter):
+    """A lookup that blocks its worker thread until the test releases it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def lookup(self) -> str:
+        self.entered.set()
+        assert self.release.wait(10), "the test never released the lookup"
+        return "slow-db"
+
+    async def detect_user_id(self, headers: Mapping[str, str]) -> str:
+        if headers.get("authorization") == "Bearer sk-slow":
+            return await asyncio.to_thread(self.lookup)
+        return self.rules_user_id(headers)
+
+
+def test_other_requests_flow_while_a_lookup_is_slow(
+    start_router: RouterFactory, upstream: FakeUpstream
+) -> None:
+    router = SlowLookupRouter()
+    _, url = start_router(router=router)
+    with ThreadPoolExecutor(1) as pool, httpx.Client(timeout=5) as c:
+        slow = pool.submit(
+            httpx.post,
+            f"{url}/v1/chat/completions",
+            json=CHAT,
+            headers={"Authorization": "Bearer sk-slow"},
+            timeout=15,
+        )
+        assert router.entered.wait(5), "the slow lookup never started"
+        for i in range(5):  # each would time out if the loop were blocked
+            r = c.post(
+                f"{url}/v1/chat/completions", json=CHAT, headers={"x-memory-user-id": f"fast-{i}"}
+            )
+            assert r.status_code == 200
+        assert c.get(f"{url}/health").status_code == 200
+        assert not slow.done()  # still waiting on its lookup
+        router.release.set()
+        assert slow.result(10).status_code == 200
+    ids = [req.header("x-sm-user-id") for req in upstream.requests]
+    assert ids == [f"fast-{i}" for i in range(5)] + ["slow-db"]

@@ -1,15 +1,25 @@
-"""Table-driven tests of the routing config and the decision."""
+"""The compiled rules and the decision (router/rules.py): table-driven, the shipped rules
+against real clients, and the identity sources (custom header policy, API keys,
+precedence) through the proxy."""
 
 from __future__ import annotations
 
+import logging
 import textwrap
 from pathlib import Path
 
+import httpx
 import pytest
 
-from router.exceptions import ConfigError, InvalidCustomHeader
+from router.api_keys import digest
+from router.exceptions import InvalidCustomHeader
 from router.memory_router import default_config_path
-from router.rules import decide, load_rules, parse_rules
+from router.rules import RoutingRules, decide, load_rules, parse_rules
+from tests.conftest import RouterFactory
+from tests.doubles.fake_litellm import FakeUpstream
+from tests.support.configs import rules_yaml, write_rules
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
 RULES = parse_rules(
     textwrap.dedent(
@@ -91,138 +101,8 @@ def test_header_names_are_lowercased_from_config() -> None:
     assert RULES.header_names == ("x-memory-user-id", "user-agent", "x-client-id")
 
 
-def _config(body: str) -> str:
-    return "user_id_mappings:\n" + textwrap.indent(textwrap.dedent(body), "  ")
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        (
-            _config(
-                """
-                header_patterns:
-                  - {header: user-agent, pattern: ok, user_id: fine}
-                  - {header: user-agent, pattern: "x(", user_id: broken}
-                default_user_id: d
-                """
-            ),
-            ["header_patterns[1] (rule 2)", "pattern", "invalid regular expression 'x('"],
-        ),
-        (
-            _config(
-                """
-                header_patterns:
-                  - {header: user-agent, pattern: ok}
-                default_user_id: d
-                """
-            ),
-            ["header_patterns[0] (rule 1)", "user_id", "required field is missing"],
-        ),
-        (
-            _config(
-                """
-                header_patterns: []
-                default_user_id: d
-                patterns_typo: []
-                """
-            ),
-            ["patterns_typo", "unknown key"],
-        ),
-        (
-            _config(
-                """
-                header_patterns:
-                  - {header: user-agent, pattern: ok, user_id: fine, priority: 1}
-                default_user_id: d
-                """
-            ),
-            ["rule 1", "priority", "unknown key"],
-        ),
-        (
-            _config(
-                """
-                header_patterns:
-                  - {header: user-agent, pattern: ok, user_id: "has space"}
-                default_user_id: d
-                """
-            ),
-            ["rule 1", "user_id", "invalid user id 'has space'"],
-        ),
-        (_config("header_patterns: []\ndefault_user_id: 'bad id'\n"), ["default_user_id"]),
-        (_config("header_patterns: []\n"), ["default_user_id", "required field is missing"]),
-        (
-            _config("custom_header: 'bad header'\ndefault_user_id: d\n"),
-            ["custom_header", "invalid header name"],
-        ),
-        (
-            _config("custom_header_policy: {allowed_ids: [ok, 'b c']}\ndefault_user_id: d\n"),
-            ["user_id_mappings.custom_header_policy.allowed_ids[1]: invalid user id 'b c'"],
-        ),
-        (
-            _config("precedence: [api_key, cookies]\ndefault_user_id: d\n"),
-            ["user_id_mappings.precedence[1]: Input should be 'custom_header'"],
-        ),
-        (
-            _config("header_patterns: [5]\ndefault_user_id: d\n"),
-            ["user_id_mappings.header_patterns[0] (rule 1): must be a mapping"],
-        ),
-        (
-            _config("default_user_id: d\n") + "rate_limits: [1]\n",
-            ["rate_limits: must be a mapping"],
-        ),
-        (
-            _config("default_user_id: d\n") + "rate_limits: {per_user_id: {5: {}}}\n",
-            ["rate_limits.per_user_id: key 5: Input should be a valid string"],
-        ),
-        ("model_list: []\n", ["no 'user_id_mappings' section"]),
-        ("", ["no 'user_id_mappings' section"]),
-        ("- user_id_mappings\n", ["the document must be a mapping"]),
-        ("user_id_mappings: [1, 2]\n", ["must be a mapping"]),
-        ("user_id_mappings: {a: [\n", ["not valid YAML"]),
-    ],
-)
-def test_bad_config_names_file_rule_and_problem(
-    tmp_path: Path, text: str, expected: list[str]
-) -> None:
-    path = tmp_path / "routing.yaml"
-    path.write_text(text)
-    with pytest.raises(ConfigError) as caught:
-        load_rules(path)
-    message = str(caught.value)
-    assert message.startswith(str(path))
-    for fragment in expected:
-        assert fragment in message
-
-
-def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
-    path = tmp_path / "routing.yaml"
-    path.write_text(
-        _config("header_patterns: [{header: ua, pattern: '(', user_id: x}]\n")
-        + "rate_limits: {default: {rpm: 5}}\n"
-    )
-    with pytest.raises(ConfigError) as caught:
-        load_rules(path)
-    assert str(caught.value).split("; ") == [
-        f"{path}: user_id_mappings.header_patterns[0] (rule 1): pattern: invalid regular "
-        "expression '(': missing ), unterminated subpattern at position 0",
-        "user_id_mappings: default_user_id: required field is missing",
-        "rate_limits: default.rpm: unknown key",
-    ]
-
-
-def test_an_empty_rate_limits_section_limits_nothing() -> None:
-    rules = parse_rules(_config("default_user_id: d\n") + "rate_limits:\n")
-    assert rules.limits.for_user("d") is None
-
-
-def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read config"):
-        load_rules(tmp_path / "nope.yaml")
-
-
 def test_defaults_for_custom_header() -> None:
-    rules = parse_rules(_config("default_user_id: d\n"))
+    rules = parse_rules(rules_yaml("default_user_id: d\n"))
     assert rules.custom_header == "x-memory-user-id"
     assert rules.patterns == ()
     assert decide(rules, {"x-memory-user-id": "me"}).user_id == "me"
@@ -260,3 +140,195 @@ def test_shipped_rules_keep_seed_ids_and_drop_seed_patterns_that_match_nothing()
     patterns = {p.rule.pattern for p in SHIPPED.patterns}
     assert "Claude Code" not in patterns
     assert "anthropic-sdk-python" not in patterns
+
+
+def test_custom_header_can_be_turned_off(
+    start_router: RouterFactory, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    cfg = write_rules(
+        tmp_path / "rules.yaml",
+        """
+        custom_header_policy: {enabled: false}
+        header_patterns:
+          - {header: user-agent, pattern: "^OpenAIClientImpl/Java", user_id: pycharm-ai-chat}
+        default_user_id: default-dev
+        """,
+    )
+    _, url = start_router(config=cfg)
+    httpx.post(
+        f"{url}/v1/chat/completions",
+        json=CHAT,
+        headers={"x-memory-user-id": "someone-else", "User-Agent": "OpenAIClientImpl/Java x"},
+    )
+    got = upstream.last()
+    assert got.header("x-sm-user-id") == "pycharm-ai-chat"
+    assert got.header("x-memory-user-id") is None
+
+
+def test_custom_header_allow_list_and_pattern(
+    start_router: RouterFactory, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    cfg = write_rules(
+        tmp_path / "rules.yaml",
+        """
+        custom_header_policy:
+          allowed_ids: [mobile-app]
+          allowed_pattern: "proj-[a-z]+"
+        default_user_id: default-dev
+        """,
+    )
+    _, url = start_router(config=cfg)
+    for allowed in ("mobile-app", "proj-alpha"):
+        r = httpx.post(
+            f"{url}/v1/chat/completions", json=CHAT, headers={"x-memory-user-id": allowed}
+        )
+        assert r.status_code == 200
+        assert upstream.last().header("x-sm-user-id") == allowed
+    count = len(upstream.requests)
+    for refused in ("desktop-app", "proj-alpha2", "xproj-alpha"):
+        r = httpx.post(
+            f"{url}/v1/chat/completions", json=CHAT, headers={"x-memory-user-id": refused}
+        )
+        assert r.status_code == 403
+        assert r.json()["error"]["code"] == "user_id_not_allowed"
+        r = httpx.post(f"{url}/v1/messages", json=CHAT, headers={"x-memory-user-id": refused})
+        assert r.status_code == 403 and r.json()["error"]["type"] == "permission_error"
+    assert len(upstream.requests) == count
+
+
+def test_custom_header_requires_an_api_key(
+    start_router: RouterFactory,
+    upstream: FakeUpstream,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TEAM_KEY", "sk-team-secret")
+    cfg = write_rules(
+        tmp_path / "rules.yaml",
+        f"""
+        custom_header_policy:
+          api_keys: ["env:TEAM_KEY", "sha256:{digest("sk-other")}"]
+        default_user_id: default-dev
+        """,
+    )
+    _, url = start_router(config=cfg)
+    for headers in (
+        {"Authorization": "Bearer sk-team-secret"},
+        {"x-api-key": "sk-other"},
+        {"api-key": "sk-team-secret"},
+    ):
+        r = httpx.post(
+            f"{url}/v1/chat/completions", json=CHAT, headers={**headers, "x-memory-user-id": "team"}
+        )
+        assert r.status_code == 200, headers
+        assert upstream.last().header("x-sm-user-id") == "team"
+    for headers in ({}, {"Authorization": "Bearer sk-wrong"}):
+        r = httpx.post(
+            f"{url}/v1/chat/completions", json=CHAT, headers={**headers, "x-memory-user-id": "team"}
+        )
+        assert r.status_code == 403
+        assert "authorized API key" in r.json()["error"]["message"]
+    # without the custom header, no key is needed
+    assert httpx.post(f"{url}/v1/chat/completions", json=CHAT).status_code == 200
+
+
+ALICE_KEY = "sk-alice-0123456789"
+
+
+def _rules(body: str, environ: dict[str, str] | None = None) -> RoutingRules:
+    return parse_rules(rules_yaml(body), environ=environ or {})
+
+
+KEYED = f"""
+api_keys:
+  - {{key: "sha256:{digest(ALICE_KEY)}", user_id: alice}}
+  - {{key: "env:BOB_KEY", user_id: bob}}
+header_patterns:
+  - {{header: user-agent, pattern: "^OpenAIClientImpl/Java", user_id: pycharm-ai-chat}}
+default_user_id: default-dev
+"""
+
+
+@pytest.mark.parametrize(
+    ("headers", "user_id", "source"),
+    [
+        ({"authorization": f"Bearer {ALICE_KEY}"}, "alice", "api_key"),
+        ({"authorization": f"bearer {ALICE_KEY}"}, "alice", "api_key"),
+        ({"x-api-key": "sk-bob"}, "bob", "api_key"),  # Anthropic clients
+        ({"api-key": ALICE_KEY}, "alice", "api_key"),  # Azure clients
+        ({"authorization": "Bearer sk-unknown"}, "default-dev", "default"),
+        ({"authorization": "Basic abc"}, "default-dev", "default"),
+        # default precedence: custom header, then API key, then patterns
+        (
+            {"authorization": f"Bearer {ALICE_KEY}", "x-memory-user-id": "proj"},
+            "proj",
+            "custom_header",
+        ),
+        (
+            {"authorization": f"Bearer {ALICE_KEY}", "user-agent": "OpenAIClientImpl/Java x"},
+            "alice",
+            "api_key",
+        ),
+    ],
+)
+def test_api_key_source(headers: dict[str, str], user_id: str, source: str) -> None:
+    rules = _rules(KEYED, {"BOB_KEY": "sk-bob"})
+    decision = decide(rules, headers)
+    assert (decision.user_id, decision.source) == (user_id, source)
+
+
+@pytest.mark.parametrize(
+    ("precedence", "expected"),
+    [
+        (["custom_header", "api_key", "header_patterns"], "proj"),
+        (["api_key", "custom_header", "header_patterns"], "alice"),
+        (["header_patterns", "api_key", "custom_header"], "pycharm-ai-chat"),
+        (["api_key"], "alice"),
+        (["header_patterns"], "pycharm-ai-chat"),
+        ([], "default-dev"),
+    ],
+)
+def test_precedence_is_configurable(precedence: list[str], expected: str) -> None:
+    rules = _rules(KEYED + f"precedence: {precedence}\n", {"BOB_KEY": "sk-bob"})
+    headers = {
+        "authorization": f"Bearer {ALICE_KEY}",
+        "x-memory-user-id": "proj",
+        "user-agent": "OpenAIClientImpl/Java unknown",
+    }
+    assert decide(rules, headers).user_id == expected
+
+
+def test_api_key_identity_through_the_proxy(
+    start_router: RouterFactory,
+    upstream: FakeUpstream,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    client: httpx.Client,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("BOB_KEY", "sk-bob")
+    cfg = write_rules(tmp_path / "rules.yaml", KEYED)
+    app, url = start_router(config=cfg)
+    with caplog.at_level(logging.INFO, logger="memory_router"):
+        r = client.post(
+            f"{url}/v1/chat/completions",
+            json=CHAT,
+            headers={"Authorization": f"Bearer {ALICE_KEY}"},
+        )
+        client.post(f"{url}/v1/messages", json=CHAT, headers={"x-api-key": "sk-bob"})
+    assert r.status_code == 200
+    assert [req.header("x-sm-user-id") for req in upstream.requests] == ["alice", "bob"]
+    # the key still reaches LiteLLM, which authenticates with it
+    assert upstream.requests[0].header("authorization") == f"Bearer {ALICE_KEY}"
+    info = client.get(
+        f"{url}/memory-routing/info", headers={"Authorization": f"Bearer {ALICE_KEY}"}
+    ).json()
+    assert (info["user_id"], info["source"]) == ("alice", "api_key")
+    assert any("user_id=alice source=api_key" in rec.getMessage() for rec in caplog.records)
+    assert ALICE_KEY not in caplog.text
+    assert (
+        app.metrics.registry.get_sample_value(
+            "memory_router_routing_decisions_total", {"user_id": "alice", "source": "api_key"}
+        )
+        == 1
+    )

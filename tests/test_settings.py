@@ -9,19 +9,7 @@ import pytest
 from router.exceptions import SettingsError
 from router.settings import load_settings
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in (
-        "LITELLM_URL",
-        "LOG_LEVEL",
-        "SUPERMEMORY_API_KEY",
-        "MEMORY_ROUTER_PORT",
-        "MEMORY_ROUTER_HOST",
-        "MEMORY_ROUTER_CONFIG",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("settings_env")
 
 
 def test_defaults() -> None:

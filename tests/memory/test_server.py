@@ -8,16 +8,18 @@ from pathlib import Path
 
 import httpx
 
+from tests.conftest import Launch
 from tests.doubles.fake_litellm import FakeUpstream
 from tests.memory.conftest import Double
 from tests.support.configs import write_rules
 from tests.support.polling import wait_for
+from tests.support.router_process import RouterProcess
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "remember the drain"}]}
 STORED = "User: remember the drain\nAssistant: hello from fake"
 
 
-def _launch(launch, tmp_path: Path, double: Double, **env: str):  # type: ignore[no-untyped-def]
+def _launch(launch: Launch, tmp_path: Path, double: Double, **env: str) -> RouterProcess:
     return launch(
         write_rules(tmp_path / "rules.yaml", "default_user_id: drain"),
         MEMORY_ROUTER_MEMORY_BACKEND="supermemory-api",
@@ -27,8 +29,8 @@ def _launch(launch, tmp_path: Path, double: Double, **env: str):  # type: ignore
     )
 
 
-def test_sigterm_drains_the_store_queue_then_exits_0(  # type: ignore[no-untyped-def]
-    launch, tmp_path: Path, double: Double, upstream: FakeUpstream
+def test_sigterm_drains_the_store_queue_then_exits_0(
+    launch: Launch, tmp_path: Path, double: Double, upstream: FakeUpstream
 ) -> None:
     router = _launch(launch, tmp_path, double)
     double.state.hold.add("add")
@@ -46,8 +48,8 @@ def test_sigterm_drains_the_store_queue_then_exits_0(  # type: ignore[no-untyped
     assert "not stored at shutdown" not in router.logs()
 
 
-def test_what_the_drain_window_cannot_store_is_counted_lost(  # type: ignore[no-untyped-def]
-    launch, tmp_path: Path, double: Double, upstream: FakeUpstream
+def test_what_the_drain_window_cannot_store_is_counted_lost(
+    launch: Launch, tmp_path: Path, double: Double, upstream: FakeUpstream
 ) -> None:
     router = _launch(launch, tmp_path, double, MEMORY_ROUTER_DRAIN_SECONDS="1")
     double.state.hold.add("add")

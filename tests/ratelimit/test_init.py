@@ -1,9 +1,9 @@
-"""Building a limiter, and running without the optional ``redis`` package (an extra)."""
+"""Building a limiter (``build_rate_limiter``, router/ratelimit/__init__.py), and running
+without the optional ``redis`` package (an extra)."""
 
 from __future__ import annotations
 
 import sys
-import tomllib
 from pathlib import Path
 
 import httpx
@@ -17,8 +17,6 @@ from tests.support.environment import clean_env
 from tests.support.ports import free_port
 from tests.support.processes import Process, start_process
 from tests.support.router_process import router_argv
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 async def test_no_url_builds_an_in_process_limiter() -> None:
@@ -104,19 +102,3 @@ def test_redis_url_without_the_package_is_a_clear_startup_error(
         "which is not installed: pip install 'memory-router[redis]'"
     ) in output
     assert "Traceback" not in output
-
-
-def test_redis_is_an_extra_that_the_tests_install() -> None:
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    assert not any(d.startswith("redis") for d in project["dependencies"])
-    assert [d for d in project["optional-dependencies"]["redis"] if d.startswith("redis")]
-    assert "memory-router[redis]" in project["optional-dependencies"]["test"]
-
-
-def test_the_ratelimit_package_is_shipped_by_setuptools() -> None:
-    """``[tool.setuptools] packages`` is an explicit list: a subpackage missing from it
-    is left out of non-editable installs (the Docker image)."""
-    config = tomllib.loads((REPO / "pyproject.toml").read_text())
-    packages = config["tool"]["setuptools"].get("packages")
-    if isinstance(packages, list):  # absent or {"find": ...} discover subpackages
-        assert "router.ratelimit" in packages, packages

@@ -9,67 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from router.exceptions import ConfigError
-from router.ratelimit import Limit
-from router.ratelimit.config import RateLimits
-from router.rules import load_rules
-from tests.conftest import RouterFactory
+from tests.conftest import Launch, RouterFactory
 from tests.doubles.fake_litellm import FakeUpstream
 from tests.support.configs import write_rules
 from tests.support.polling import wait_for
 from tests.support.redis_server import RedisServer
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-
-
-def _config(path: Path, limits: str) -> Path:
-    return write_rules(path, rate_limits=limits)
-
-
-# -- the config ------------------------------------------------------------------
-
-
-def test_default_and_overrides(tmp_path: Path) -> None:
-    rules = load_rules(
-        _config(
-            tmp_path / "r.yaml",
-            """
-            default: {requests_per_minute: 120, tokens_per_minute: 60000}
-            per_user_id:
-              heavy: {requests_per_minute: 600, burst: 50}
-              free: {tokens_per_minute: null}
-              unlimited: {requests_per_minute: null, tokens_per_minute: null}
-            """,
-        )
-    )
-    limits: RateLimits = rules.limits
-    assert limits.for_user("anyone") == Limit(requests_per_minute=120, tokens_per_minute=60000)
-    assert limits.for_user("heavy") == Limit(
-        requests_per_minute=600, tokens_per_minute=60000, burst=50
-    )
-    assert limits.for_user("free") == Limit(requests_per_minute=120)
-    assert limits.for_user("unlimited") is None
-
-
-def test_no_section_means_no_limits(tmp_path: Path) -> None:
-    path = write_rules(tmp_path / "r.yaml", "default_user_id: d")
-    assert load_rules(path).limits.for_user("d") is None
-
-
-@pytest.mark.parametrize(
-    ("limits", "fragment"),
-    [
-        ("default: {requests_per_minute: 0}\n", "rate_limits: default.requests_per_minute"),
-        ("default: {rpm: 5}\n", "default.rpm: unknown key"),
-        ("per_user_id: {'bad id': {requests_per_minute: 5}}\n", "invalid user id 'bad id'"),
-        ("defaults: {}\n", "defaults: unknown key"),
-    ],
-)
-def test_bad_limits_config(tmp_path: Path, limits: str, fragment: str) -> None:
-    path = _config(tmp_path / "r.yaml", limits)
-    with pytest.raises(ConfigError) as caught:
-        load_rules(path)
-    assert str(path) in str(caught.value) and fragment in str(caught.value)
 
 
 # -- through the proxy, in process ----------------------------------------------------------
@@ -82,9 +28,9 @@ def test_requests_over_the_limit_get_429_and_are_not_forwarded(
     client: httpx.Client,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    cfg = _config(
+    cfg = write_rules(
         tmp_path / "r.yaml",
-        """
+        rate_limits="""
         default: {requests_per_minute: 6, burst: 2}
         per_user_id:
           vip: {requests_per_minute: null}
@@ -136,7 +82,9 @@ def test_token_limit_uses_the_usage_the_router_reads(
 ) -> None:
     # 60 tokens a minute, no token allowance ahead: a response's 18 tokens (11 + 7) put the
     # caller 18 s in debt, so its next request is refused for the tokens
-    cfg = _config(tmp_path / "r.yaml", "default: {tokens_per_minute: 60, token_burst: 0}\n")
+    cfg = write_rules(
+        tmp_path / "r.yaml", rate_limits="default: {tokens_per_minute: 60, token_burst: 0}\n"
+    )
     app, url = start_router(config=cfg)
     assert client.post(f"{url}/v1/chat/completions", json=CHAT).status_code == 200
     wait_for(
@@ -163,7 +111,9 @@ def test_sdks_see_a_429_they_understand(
     import anthropic
     import openai
 
-    cfg = _config(tmp_path / "r.yaml", "default: {requests_per_minute: 60, burst: 1}\n")
+    cfg = write_rules(
+        tmp_path / "r.yaml", rate_limits="default: {requests_per_minute: 60, burst: 1}\n"
+    )
     app, url = start_router(config=cfg)
 
     def refusals() -> float:
@@ -203,12 +153,14 @@ def test_sdks_see_a_429_they_understand(
 
 
 def test_two_router_processes_share_one_limit(
-    launch,
+    launch: Launch,
     own_redis: RedisServer,
     upstream: FakeUpstream,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
 ) -> None:
-    cfg = _config(tmp_path / "r.yaml", "default: {requests_per_minute: 6, burst: 3}\n")
+    cfg = write_rules(
+        tmp_path / "r.yaml", rate_limits="default: {requests_per_minute: 6, burst: 3}\n"
+    )
     one = launch(cfg, REDIS_URL=own_redis.url)
     two = launch(cfg, REDIS_URL=own_redis.url)
     with httpx.Client(timeout=10) as c:
@@ -229,7 +181,9 @@ def test_redis_down_fails_open_then_recovers(
     client: httpx.Client,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    cfg = _config(tmp_path / "r.yaml", "default: {requests_per_minute: 6, burst: 1}\n")
+    cfg = write_rules(
+        tmp_path / "r.yaml", rate_limits="default: {requests_per_minute: 6, burst: 1}\n"
+    )
     app, url = start_router(config=cfg, redis_url=own_redis.url)
     assert client.post(f"{url}/v1/chat/completions", json=CHAT).status_code == 200
     assert client.post(f"{url}/v1/chat/completions", json=CHAT).status_code == 429
@@ -265,7 +219,7 @@ def test_redis_down_can_fail_closed(
     tmp_path: Path,
     client: httpx.Client,
 ) -> None:
-    cfg = _config(tmp_path / "r.yaml", "default: {requests_per_minute: 600}\n")
+    cfg = write_rules(tmp_path / "r.yaml", rate_limits="default: {requests_per_minute: 600}\n")
     _, url = start_router(config=cfg, redis_url=own_redis.url, rate_limit_fail_open=False)
     assert client.post(f"{url}/v1/chat/completions", json=CHAT).status_code == 200
     own_redis.kill()

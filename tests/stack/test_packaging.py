@@ -1,4 +1,5 @@
-"""Every third-party package the router imports is declared in pyproject.toml."""
+"""pyproject.toml: every third-party package the router imports is declared, Redis is an
+extra the tests install, and every subpackage is shipped."""
 
 from __future__ import annotations
 
@@ -55,3 +56,19 @@ def test_the_check_sees_the_imports() -> None:
     assert {"watchfiles", "redis", "yaml", "pydantic_settings"} <= set(modules)
     assert modules["watchfiles"] == {"router/reload.py"}
     assert {"aiohttp", "yarl", "multidict", "uvicorn"} <= set(modules)
+
+
+def test_redis_is_an_extra_that_the_tests_install() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert not any(d.startswith("redis") for d in project["dependencies"])
+    assert [d for d in project["optional-dependencies"]["redis"] if d.startswith("redis")]
+    assert "memory-router[redis]" in project["optional-dependencies"]["test"]
+
+
+def test_the_ratelimit_package_is_shipped_by_setuptools() -> None:
+    """``[tool.setuptools] packages`` is an explicit list: a subpackage missing from it
+    is left out of non-editable installs (the Docker image)."""
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    packages = config["tool"]["setuptools"].get("packages")
+    if isinstance(packages, list):  # absent or {"find": ...} discover subpackages
+        assert "router.ratelimit" in packages, packages

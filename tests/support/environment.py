@@ -13,7 +13,13 @@ from contextlib import contextmanager
 # Prefixes and names of variables that steer the router, LiteLLM or the SDKs.
 STEERING_PREFIXES = ("MEMORY_ROUTER_", "LITELLM_", "SUPERMEMORY_", "ANTHROPIC_", "OPENAI_")
 STEERING_NAMES = ("DATABASE_URL", "LOG_LEVEL", "REDIS_URL")
+PROXY_NAMES = ("http_proxy", "https_proxy", "all_proxy")  # any case
 LOOPBACK = ("127.0.0.1", "localhost")
+
+
+def steers(name: str) -> bool:
+    """Whether an environment variable could steer the router, LiteLLM or the SDKs."""
+    return name.startswith(STEERING_PREFIXES) or name in STEERING_NAMES
 
 
 def _no_proxy(current: str | None) -> str:
@@ -23,11 +29,7 @@ def _no_proxy(current: str | None) -> str:
 def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without the steering variables, loopback exempt from
     any proxy, Python unbuffered; then ``extra``."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(STEERING_PREFIXES) and k not in STEERING_NAMES
-    }
+    env = {k: v for k, v in os.environ.items() if not steers(k)}
     no_proxy = _no_proxy(env.get("NO_PROXY"))
     env.update(NO_PROXY=no_proxy, no_proxy=no_proxy, PYTHONUNBUFFERED="1")
     env.update(extra)

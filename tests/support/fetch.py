@@ -1,8 +1,10 @@
 """HTTP on loopback without a client library: urllib, never through a proxy the
-environment names (the way httpx's ``trust_env=False`` works)."""
+environment names (the way httpx's ``trust_env=False`` works), and raw bytes on a socket
+for what no client would send."""
 
 from __future__ import annotations
 
+import socket
 import urllib.error
 import urllib.request
 
@@ -24,3 +26,12 @@ def fetch(
             return answer.status, answer.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+def send_raw(url: str, request: bytes, timeout: float = 5.0) -> bytes:
+    """Send ``request`` as it is, bytes no client would send included, to the server at
+    ``url``; the first bytes of its answer (up to 64 KiB)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(request)
+        return sock.recv(65536)

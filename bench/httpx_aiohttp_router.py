@@ -23,13 +23,9 @@ from router.settings import load_settings
 
 def main() -> int:
     args = build_parser().parse_args(sys.argv[1:])
-    settings = load_settings(
-        host=args.host,
-        port=args.port,
-        litellm_url=args.litellm_url,
-        config=args.config,
-        log_level=args.log_level,
-    )
+    # The settings as ``memory-router serve`` reads them.
+    flags = ("host", "port", "litellm_url", "config", "log_level")
+    settings = load_settings(**{flag: getattr(args, flag) for flag in flags})
 
     def session() -> aiohttp.ClientSession:
         # Made on first use, inside the server's event loop; set up as the router's own.

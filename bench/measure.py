@@ -1,5 +1,6 @@
-"""The measurements: wrk runs, streams (first chunk, pacing), held streams and memory,
-and the profile. ``Bench`` holds one run's targets, results, errors and notes."""
+"""The measurements: the sanity check of every path first, then wrk runs, streams (first
+chunk, pacing), held streams and memory, and the profile. ``Bench`` holds one run's
+targets, results, errors and notes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -25,9 +27,11 @@ from harness import (
     LITELLM_STREAM_BODY,
     REPO,
     STREAM_BODY,
+    SUPERMEMORY_KEY,
     UA,
     Process,
     Processes,
+    SetupError,
     cpu_seconds,
     fetch,
     fmt,
@@ -461,3 +465,43 @@ def summarize_profile(text: str, top: int = 15) -> dict[str, Any]:
     }
 
 
+def sanity(b: Bench) -> None:
+    """One request per path, checked, before any measurement.
+
+    A broken LiteLLM is recorded as an error and left out; anything else stops the bench.
+    """
+    for target in list(b.urls):
+        try:
+            _sanity_one(b, target)
+        except (SetupError, BenchError, OSError) as exc:
+            if target != "litellm":
+                raise SetupError(str(exc)) from None
+            b.error(f"LiteLLM left out: {exc}")
+            b.urls.pop("litellm", None)
+            b.stream_urls.pop("litellm", None)
+    log("sanity checks passed: every path answers; the router injects its headers")
+
+
+def _sanity_one(b: Bench, target: str) -> None:
+    headers = {"Content-Type": "application/json", "User-Agent": UA, **b.auth(target)}
+    status, answer = fetch(b.urls[target], "POST", BODY, headers)
+    if status != 200 or b"chat.completion" not in answer:
+        raise SetupError(f"sanity: POST via {target} answered {status}: {answer[:300]!r}")
+    body = LITELLM_STREAM_BODY if target == "litellm" else STREAM_BODY
+    conn = StreamConn(*split_hostport(b.stream_urls[target]))
+    marker = secrets.token_hex(4)
+    probe = {"User-Agent": UA, "x-bench-chunks": "3", "x-bench-probe": marker, **b.auth(target)}
+    try:
+        r = conn.stream(CHAT, body, probe)
+    finally:
+        conn.close()
+    if r.status != 200 or not r.done_seen:
+        raise SetupError(f"sanity: stream via {target}: status {r.status}, {r.events} events")
+    _, last = fetch(f"http://{HOST}:{b.stream_port}/_last")
+    seen = json.loads(last)
+    if seen.get("x-bench-probe") != marker:
+        # LiteLLM forwards x-* headers only with forward_client_headers_to_llm_api.
+        raise SetupError(f"sanity: the stream via {target} did not carry x-bench-* headers")
+    injected = (seen.get("x-sm-user-id"), seen.get("x-supermemory-api-key"))
+    if target.startswith("router") and injected != ("default-dev", SUPERMEMORY_KEY):
+        raise SetupError(f"sanity: router did not inject memory headers: {seen}")

@@ -8,6 +8,7 @@ import datetime as dt
 import os
 import platform
 import subprocess
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,17 @@ def summary_rows(targets: dict[str, Any], n: int) -> list[tuple[str, str, str]]:
     ]
 
 
+def table_rows(
+    targets: list[str],
+    data: dict[str, Any],
+    row: Callable[[str, Any], str],
+    missing: str,
+) -> list[str]:
+    """One row per target: ``row(target, its data)``, or ``| target | missing |`` when it
+    has none."""
+    return [row(t, data[t]) if data.get(t) else f"| {t} | {missing} |" for t in targets]
+
+
 def markdown(b: Bench, meta: dict[str, Any], targets: dict[str, Any]) -> str:
     r = b.results
     lines: list[str] = []
@@ -151,22 +163,22 @@ def markdown(b: Bench, meta: dict[str, Any], targets: dict[str, Any]) -> str:
     w("| litellm | LiteLLM proxy, master key, no DB, shipped `litellm/config.yaml` settings |")
     w("")
 
-    def row_target(name: str) -> bool:
-        return name in (r.get("wrk") or {})
-
     wrk = r.get("wrk", {})
     tg = targets.get("p50_added_c1", {})
     w("## 1. Latency, 1 connection: router adds ≤ 0.5 ms at p50 vs direct")
     w("")
     w("| Path | p50 ms | p99 ms | added p50 vs direct, ms | req/s |")
     w("| --- | --- | --- | --- | --- |")
-    for t in b.targets:
-        if not row_target(t):
-            w(f"| {t} | n/a | n/a | n/a | n/a |")
-            continue
-        c1 = wrk[t]["c1"]
+
+    def latency_row(t: str, runs: dict[str, Any]) -> str:
+        c1 = runs["c1"]
         added = c1["p50_ms"] - wrk["direct"]["c1"]["p50_ms"]
-        w(f"| {t} | {fmt(c1['p50_ms'])} | {fmt(c1['p99_ms'])} | {fmt(added)} | {c1['rps']:.0f} |")
+        return (
+            f"| {t} | {fmt(c1['p50_ms'])} | {fmt(c1['p99_ms'])} | {fmt(added)} "
+            f"| {c1['rps']:.0f} |"
+        )
+
+    lines += table_rows(b.targets, wrk, latency_row, "n/a | n/a | n/a | n/a")
     w("")
     w(f"Target: {verdict(tg.get('met'))} (router adds {fmt(tg.get('value_ms'))} ms).")
     w("")
@@ -175,17 +187,17 @@ def markdown(b: Bench, meta: dict[str, Any], targets: dict[str, Any]) -> str:
     w("")
     w("| Path | req/s | p50 ms | p99 ms | % of nginx req/s | router CPU µs per request |")
     w("| --- | --- | --- | --- | --- | --- |")
-    for t in b.targets:
-        if not row_target(t):
-            w(f"| {t} | n/a | n/a | n/a | n/a |")
-            continue
-        c16 = wrk[t]["c16"]
+
+    def throughput_row(t: str, runs: dict[str, Any]) -> str:
+        c16 = runs["c16"]
         share = 100 * c16["rps"] / wrk["nginx"]["c16"]["rps"]
         cpu = fmt(c16["cpu_us"], 0) if "cpu_us" in c16 else "n/a"
-        w(
+        return (
             f"| {t} | {c16['rps']:.0f} | {fmt(c16['p50_ms'])} | {fmt(c16['p99_ms'])} "
             f"| {share:.1f}% | {cpu} |"
         )
+
+    lines += table_rows(b.targets, wrk, throughput_row, "n/a | n/a | n/a | n/a")
     w("")
     times = tg.get("value")
     share = targets.get("rps_share_c16", {}).get("value")
@@ -215,16 +227,16 @@ def markdown(b: Bench, meta: dict[str, Any], targets: dict[str, Any]) -> str:
     w("")
     w("| Path | samples | p50 ms | p90 ms | p99 ms | added p50 vs direct, ms |")
     w("| --- | --- | --- | --- | --- | --- |")
-    for t in b.targets:
-        s = ttfc.get(t)
-        if not s or not s["n"]:
-            w(f"| {t} | 0 | n/a | n/a | n/a | n/a |")
-            continue
+
+    def first_chunk_row(t: str, s: dict[str, Any]) -> str:
         added = s["p50"] - ttfc["direct"]["p50"]
-        w(
+        return (
             f"| {t} | {s['n']} | {fmt(s['p50'])} | {fmt(s['p90'])} | {fmt(s['p99'])} "
             f"| {fmt(added)} |"
         )
+
+    sampled = {t: s for t, s in ttfc.items() if s and s["n"]}
+    lines += table_rows(b.targets, sampled, first_chunk_row, "0 | n/a | n/a | n/a | n/a")
     w("")
     w(f"Target: {verdict(tg.get('met'))} (router adds {fmt(tg.get('value_ms'))} ms).")
     w("")
@@ -242,18 +254,17 @@ def markdown(b: Bench, meta: dict[str, Any], targets: dict[str, Any]) -> str:
         "| gap p50 ms | gap p99 ms | gap max ms | first chunk p50 ms |"
     )
     w("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for t in b.targets:
-        p = pacing.get(t)
-        if not p:
-            w(f"| {t} | 0 | n/a | n/a | n/a | n/a | n/a | n/a | n/a |")
-            continue
+
+    def pacing_row(t: str, p: dict[str, Any]) -> str:
         g = p["gap_ms"]
         ev = "/".join(str(e) for e in p["events_per_stream"])
-        w(
+        return (
             f"| {t} | {p['streams']} | {ev} | {p['max_events_per_read']} | {p['batched_reads']} "
             f"| {fmt(g['p50'])} | {fmt(g['p99'])} | {fmt(g['max'])} "
             f"| {fmt(p['first_chunk_ms']['p50'])} |"
         )
+
+    lines += table_rows(b.targets, pacing, pacing_row, "0" + " | n/a" * 7)
     w("")
     w(f"Target: {verdict(tg.get('met'))}.")
     w("")
@@ -273,18 +284,17 @@ def markdown(b: Bench, meta: dict[str, Any], targets: dict[str, Any]) -> str:
         "| RSS peak MiB | RSS after close MiB | fell after |"
     )
     w("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for t in b.targets:
-        m = mems.get(t)
-        if not m:
-            w(f"| {t} | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |")
-            continue
+
+    def memory_row(t: str, m: dict[str, Any]) -> str:
         errs = m["error_count"]
         detail = f" ({', '.join(f'{k}: {v}' for k, v in m['errors'].items())})" if errs else ""
-        w(
+        return (
             f"| {t} | {m['opened']} | {m['finished']} | {errs}{detail} "
             f"| {m['rss_idle_mib']:.1f} | {m['rss_open_mib']:.1f} | {m['rss_peak_mib']:.1f} "
             f"| {m['rss_after_mib']:.1f} | {'yes' if m['rss_fell'] else 'no'} |"
         )
+
+    lines += table_rows(b.targets, mems, memory_row, "n/a" + " | n/a" * 7)
     w("")
     w(
         "Only the routers are measured here (direct, nginx and LiteLLM hold no per-stream "

@@ -15,6 +15,7 @@ from router.memory_router import MemoryRouter
 from router.server import server_config
 from router.settings import Settings
 from tests.doubles.fake_litellm import FakeUpstream
+from tests.support.clients import Clients
 from tests.support.environment import PROXY_NAMES, clean_env, steers
 from tests.support.processes import ProcessError, Processes
 from tests.support.provision import ProvisionError, system_tool
@@ -82,6 +83,14 @@ def settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if steers(name) or name.lower() in PROXY_NAMES:
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def clients() -> Iterator[Clients]:
+    """The SDK clients a test makes, closed at its end."""
+    pool = Clients()
+    yield pool
+    pool.close()
 
 
 @pytest.fixture

@@ -51,7 +51,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -257,6 +257,15 @@ def _document_json(doc: StoredDocument, space: Namespace, include: ListInclude) 
 
 
 Handler = Callable[[Request, str, Any], Awaitable[Response]]
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Refused(Exception):
+    """A request the double answers with ``response`` (a 400 in the API's shape)."""
+
+    def __init__(self, response: JSONResponse) -> None:
+        super().__init__()
+        self.response = response
 
 
 def create_app(*, api_key: str) -> Starlette:
@@ -309,26 +318,27 @@ def create_app(*, api_key: str) -> Starlette:
                     return _wrong_place(extra, "query string")
                 if bad_json is not None:
                     return bad_json
-                return await handler(request, namespace, body)
+                try:
+                    return await handler(request, namespace, body)
+                except _Refused as refused:
+                    return refused.response
 
             return endpoint
 
         return wrap
 
-    def parse(model: type[BaseModel], body: Any) -> BaseModel | JSONResponse:
+    def parse(model: type[M], body: Any) -> M:
+        """The body as ``model``; a body that is not one refuses the request (_Refused)."""
         if not isinstance(body, dict):
-            return _error(400, "Invalid request", "the body must be a JSON object")
+            raise _Refused(_error(400, "Invalid request", "the body must be a JSON object"))
         try:
             return model.model_validate(body)
         except ValidationError as exc:
-            return _validation_error(exc)
+            raise _Refused(_validation_error(exc)) from None
 
     @route("add")
     async def add(request: Request, namespace: str, body: Any) -> Response:
         parsed = parse(AddBody, body)
-        if isinstance(parsed, JSONResponse):
-            return parsed
-        assert isinstance(parsed, AddBody)
         now = _now()
         with state.lock:
             space = state.namespaces.setdefault(namespace, Namespace())
@@ -354,9 +364,6 @@ def create_app(*, api_key: str) -> Starlette:
     @route("search")
     async def search(request: Request, namespace: str, body: Any) -> Response:
         parsed = parse(SearchBody, body)
-        if isinstance(parsed, JSONResponse):
-            return parsed
-        assert isinstance(parsed, SearchBody)
         wanted = _words(parsed.query)
         mode = parsed.searchMode or "hybrid"
         threshold = parsed.threshold or 0.0
@@ -409,9 +416,6 @@ def create_app(*, api_key: str) -> Starlette:
         except ValidationError as exc:
             return _validation_error(exc)
         parsed = parse(ListBody, body)
-        if isinstance(parsed, JSONResponse):
-            return parsed
-        assert isinstance(parsed, ListBody)
         include = parsed.include or ListInclude()
         with state.lock:
             space = state.namespaces.get(namespace, Namespace())
@@ -468,9 +472,6 @@ def create_app(*, api_key: str) -> Starlette:
     @route("delete_documents")
     async def delete_documents(request: Request, namespace: str, body: Any) -> Response:
         parsed = parse(IdsBody, body)
-        if isinstance(parsed, JSONResponse):
-            return parsed
-        assert isinstance(parsed, IdsBody)
         count, errors = 0, []
         with state.lock:
             space = state.namespaces.get(namespace, Namespace())
@@ -486,9 +487,6 @@ def create_app(*, api_key: str) -> Starlette:
     @route("forget_memories")
     async def forget_memories(request: Request, namespace: str, body: Any) -> Response:
         parsed = parse(IdsBody, body)
-        if isinstance(parsed, JSONResponse):
-            return parsed
-        assert isinstance(parsed, IdsBody)
         matches, errors = [], []
         with state.lock:
             space = state.namespaces.get(namespace, Namespace())

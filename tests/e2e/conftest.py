@@ -42,9 +42,9 @@ it otherwise.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
@@ -52,21 +52,13 @@ import yaml
 from tests.support.environment import clean_env, loopback_without_proxy
 from tests.support.processes import Process
 from tests.support.provision import UNREACHABLE, ProvisionError, provision, system_tool
-from tests.support.router_process import router_argv
 
-from .helpers import Clients
 from .services import (
-    DOUBLE_START_TIMEOUT,
     LITELLM_CONFIG,
-    LITELLM_START_TIMEOUT,
-    LITELLM_WRAPPER,
     LOG_DIR,
     MEMORY_BUDGET,
     PROMETHEUS_CONFIG,
-    PROMETHEUS_START_TIMEOUT,
     REPO,
-    ROUTER_CONFIG,
-    ROUTER_START_TIMEOUT,
     ApiDouble,
     BackendRouter,
     Double,
@@ -80,7 +72,9 @@ from .services import (
     double_argv,
     double_env,
     in_ci,
+    litellm_argv,
     serving,
+    shipped_router_argv,
 )
 
 LITELLM_VENV = REPO / ".venvs" / "litellm"
@@ -138,13 +132,6 @@ def prometheus_bin() -> Path:
 # --------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-def clients() -> Iterator[Clients]:
-    pool = Clients()
-    yield pool
-    pool.close()
-
-
 @pytest.fixture(scope="session")
 def e2e_secrets() -> Secrets:
     return Secrets()
@@ -164,27 +151,21 @@ def _loopback_without_proxy() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def double(e2e_secrets: Secrets, session_tmp: Path) -> Iterator[Double]:
-    with serving(
-        "supermemory-double",
-        double_argv("supermemory_router"),
-        env=double_env(SUPERMEMORY_DOUBLE_API_KEY=e2e_secrets.supermemory_key),
-        cwd=session_tmp,
-        ready="/_double/health",
-        timeout=DOUBLE_START_TIMEOUT,
-    ) as (proc, url):
-        yield Double(url=url, api_key=e2e_secrets.supermemory_key, process=proc)
+    yield from _double(
+        Double, "supermemory-double", "supermemory_router", e2e_secrets.supermemory_key, session_tmp
+    )
 
 
-def _litellm_argv(config: Path) -> Callable[[int], list[str]]:
-    return lambda port: [
-        str(LITELLM_WRAPPER),
-        "--config",
-        str(config),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+H = TypeVar("H", Double, Provider, ApiDouble)
+
+
+def _double(handle: type[H], name: str, module: str, key: str, cwd: Path) -> Iterator[H]:
+    """A double from tests/doubles/ as a process, its key in the environment variable it
+    reads (``SUPERMEMORY_DOUBLE_API_KEY``, the provider's ``FAKE_PROVIDER_API_KEY``)."""
+    variable = "FAKE_PROVIDER_API_KEY" if handle is Provider else "SUPERMEMORY_DOUBLE_API_KEY"
+    env = double_env(**{variable: key})
+    with serving(name, "double", double_argv(module), env=env, cwd=cwd) as (proc, url):
+        yield handle(url=url, api_key=key, process=proc)
 
 
 @pytest.fixture(scope="session")
@@ -192,24 +173,29 @@ def litellm(
     litellm_bin: Path, double: Double, e2e_secrets: Secrets, session_tmp: Path
 ) -> Iterator[LiteLLM]:
     config = Path(os.environ.get("E2E_LITELLM_CONFIG") or LITELLM_CONFIG)
-    env = clean_env(
-        SUPERMEMORY_ANTHROPIC_BASE_URL=double.anthropic_base,
+    # The wrapper sets LiteLLM's api_base from the backend: here the default,
+    # supermemory-router, so Anthropic calls go to the double's /v3/ prefix.
+    env = {"SUPERMEMORY_ANTHROPIC_BASE_URL": double.anthropic_base}
+    yield from _litellm("litellm", config, litellm_bin, e2e_secrets, session_tmp, env)
+
+
+def _litellm(
+    name: str,
+    config: Path,
+    litellm_bin: Path,
+    e2e_secrets: Secrets,
+    cwd: Path,
+    env: dict[str, str],
+) -> Iterator[LiteLLM]:
+    full_env = clean_env(
         ANTHROPIC_API_KEY=e2e_secrets.anthropic_key,
         LITELLM_MASTER_KEY=e2e_secrets.litellm_master_key,
         # Use the model cost map bundled with the package instead of fetching it.
         LITELLM_LOCAL_MODEL_COST_MAP="True",
         LITELLM_BIN=str(litellm_bin),
+        **env,
     )
-    # The wrapper sets LiteLLM's api_base from the backend: here the default,
-    # supermemory-router, so Anthropic calls go to the double's /v3/ prefix.
-    with serving(
-        "litellm",
-        _litellm_argv(config),
-        env=env,
-        cwd=session_tmp,
-        ready="/health/liveliness",
-        timeout=LITELLM_START_TIMEOUT,
-    ) as (proc, url):
+    with serving(name, "litellm", litellm_argv(config), env=full_env, cwd=cwd) as (proc, url):
         yield LiteLLM(
             url=url, master_key=e2e_secrets.litellm_master_key, config=config, process=proc
         )
@@ -218,14 +204,9 @@ def litellm(
 @pytest.fixture(scope="session")
 def router(litellm: LiteLLM, e2e_secrets: Secrets, session_tmp: Path) -> Iterator[Router]:
     # cwd is an empty directory so that a developer's .env cannot leak into the run.
-    with serving(
-        "memory-router",
-        lambda port: router_argv(port, litellm.url, config=ROUTER_CONFIG, log_level="info"),
-        env=clean_env(SUPERMEMORY_API_KEY=e2e_secrets.supermemory_key),
-        cwd=session_tmp,
-        ready="/health",
-        timeout=ROUTER_START_TIMEOUT,
-    ) as (proc, url):
+    env = clean_env(SUPERMEMORY_API_KEY=e2e_secrets.supermemory_key)
+    argv = shipped_router_argv(litellm.url)
+    with serving("memory-router", "router", argv, env=env, cwd=session_tmp) as (proc, url):
         yield Router(
             url=url, supermemory_key=e2e_secrets.supermemory_key, litellm=litellm, process=proc
         )
@@ -244,19 +225,15 @@ def prometheus(prometheus_bin: Path, router: Router, session_tmp: Path) -> Itera
             adapt_prometheus_config(PROMETHEUS_CONFIG, router_target=router_target, interval="1s")
         )
     )
-    with serving(
-        "prometheus",
-        lambda port: [
+    def argv(port: int) -> list[str]:
+        return [
             str(prometheus_bin),
             f"--config.file={config_path}",
             f"--storage.tsdb.path={workdir / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        env=clean_env(),
-        cwd=workdir,
-        ready="/-/ready",
-        timeout=PROMETHEUS_START_TIMEOUT,
-    ) as (proc, url):
+        ]
+
+    with serving("prometheus", "prometheus", argv, env=clean_env(), cwd=workdir) as (proc, url):
         yield Prometheus(url=url, config=config_path, process=proc)
 
 
@@ -272,28 +249,20 @@ def network_trap() -> Iterator[NetworkTrap]:
 
 @pytest.fixture(scope="session")
 def provider(e2e_secrets: Secrets, session_tmp: Path) -> Iterator[Provider]:
-    with serving(
-        "fake-provider",
-        double_argv("anthropic_provider"),
-        env=double_env(FAKE_PROVIDER_API_KEY=e2e_secrets.anthropic_key),
-        cwd=session_tmp,
-        ready="/_double/health",
-        timeout=DOUBLE_START_TIMEOUT,
-    ) as (proc, url):
-        yield Provider(url=url, api_key=e2e_secrets.anthropic_key, process=proc)
+    yield from _double(
+        Provider, "fake-provider", "anthropic_provider", e2e_secrets.anthropic_key, session_tmp
+    )
 
 
 @pytest.fixture(scope="session")
 def api_double(e2e_secrets: Secrets, session_tmp: Path) -> Iterator[ApiDouble]:
-    with serving(
+    yield from _double(
+        ApiDouble,
         "supermemory-v5-double",
-        double_argv("supermemory_api"),
-        env=double_env(SUPERMEMORY_DOUBLE_API_KEY=e2e_secrets.supermemory_key),
-        cwd=session_tmp,
-        ready="/_double/health",
-        timeout=DOUBLE_START_TIMEOUT,
-    ) as (proc, url):
-        yield ApiDouble(url=url, api_key=e2e_secrets.supermemory_key, process=proc)
+        "supermemory_api",
+        e2e_secrets.supermemory_key,
+        session_tmp,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -309,47 +278,33 @@ def direct_litellm(
     supermemory-api and off routers share it: the wrapper gives them the same base URL."""
     workdir = session_tmp / "direct-litellm"
     workdir.mkdir()
-    env = clean_env(
-        MEMORY_ROUTER_MEMORY_BACKEND="local",
-        ANTHROPIC_PROVIDER_URL=provider.url,
-        ANTHROPIC_API_KEY=e2e_secrets.anthropic_key,
-        LITELLM_MASTER_KEY=e2e_secrets.litellm_master_key,
-        LITELLM_LOCAL_MODEL_COST_MAP="True",
-        LITELLM_BIN=str(litellm_bin),
+    env = {
+        "MEMORY_ROUTER_MEMORY_BACKEND": "local",
+        "ANTHROPIC_PROVIDER_URL": provider.url,
         **network_trap.env(),
-    )
-    with serving(
-        "litellm-direct",
-        _litellm_argv(LITELLM_CONFIG),
-        env=env,
-        cwd=workdir,
-        ready="/health/liveliness",
-        timeout=LITELLM_START_TIMEOUT,
-    ) as (proc, url):
-        yield LiteLLM(
-            url=url, master_key=e2e_secrets.litellm_master_key, config=LITELLM_CONFIG, process=proc
-        )
+    }
+    yield from _litellm("litellm-direct", LITELLM_CONFIG, litellm_bin, e2e_secrets, workdir, env)
 
 
 def _backend_router(
-    name: str, litellm: LiteLLM, workdir: Path, env: dict[str, str], store: Path | None = None
+    backend: str,
+    litellm: LiteLLM,
+    trap: NetworkTrap,
+    workdir: Path,
+    store: Path | None = None,
+    **env: str,
 ) -> Iterator[BackendRouter]:
+    """A router running ``backend`` in front of ``litellm``, with the network trap as its
+    proxy and ``env`` besides; its log is ``memory-router-<workdir name>.log``."""
     workdir.mkdir()
-    with serving(
-        name,
-        lambda port: router_argv(port, litellm.url, config=ROUTER_CONFIG, log_level="info"),
-        env=env,
-        cwd=workdir,
-        ready="/health",
-        timeout=ROUTER_START_TIMEOUT,
-    ) as (proc, url):
-        yield BackendRouter(
-            url=url,
-            backend=env["MEMORY_ROUTER_MEMORY_BACKEND"],
-            litellm=litellm,
-            process=proc,
-            store=store,
-        )
+    full_env = clean_env(MEMORY_ROUTER_MEMORY_BACKEND=backend, **trap.env(), **env)
+    # Nothing of Supermemory's but what the fixture passes (the local router: nothing).
+    has_key = any(name.startswith("SUPERMEMORY") for name in full_env)
+    assert has_key == ("SUPERMEMORY_API_KEY" in env)
+    argv = shipped_router_argv(litellm.url)
+    name = f"memory-{workdir.name}"
+    with serving(name, "router", argv, env=full_env, cwd=workdir) as (proc, url):
+        yield BackendRouter(url=url, backend=backend, litellm=litellm, process=proc, store=store)
 
 
 @pytest.fixture(scope="session")
@@ -359,28 +314,30 @@ def router_local(
     """No Supermemory key anywhere in its environment."""
     workdir = session_tmp / "router-local"
     store = workdir / "data" / "memories.sqlite3"
-    env = clean_env(
-        MEMORY_ROUTER_MEMORY_BACKEND="local",
+    yield from _backend_router(
+        "local",
+        direct_litellm,
+        network_trap,
+        workdir,
+        store,
         MEMORY_ROUTER_MEMORY_LOCAL_PATH=str(store),
         MEMORY_ROUTER_MEMORY_BUDGET_SECONDS=MEMORY_BUDGET,
-        **network_trap.env(),
     )
-    assert not any(name.startswith("SUPERMEMORY") for name in env)
-    yield from _backend_router("memory-router-local", direct_litellm, workdir, env, store)
 
 
 @pytest.fixture(scope="session")
 def router_api(
     direct_litellm: LiteLLM, api_double: ApiDouble, network_trap: NetworkTrap, session_tmp: Path
 ) -> Iterator[BackendRouter]:
-    env = clean_env(
-        MEMORY_ROUTER_MEMORY_BACKEND="supermemory-api",
+    yield from _backend_router(
+        "supermemory-api",
+        direct_litellm,
+        network_trap,
+        session_tmp / "router-api",
         MEMORY_ROUTER_MEMORY_API_URL=api_double.url,
         SUPERMEMORY_API_KEY=api_double.api_key,
         MEMORY_ROUTER_MEMORY_BUDGET_SECONDS=MEMORY_BUDGET,
-        **network_trap.env(),
     )
-    yield from _backend_router("memory-router-api", direct_litellm, session_tmp / "router-api", env)
 
 
 @pytest.fixture(scope="session")
@@ -388,9 +345,10 @@ def router_off(
     direct_litellm: LiteLLM, network_trap: NetworkTrap, e2e_secrets: Secrets, session_tmp: Path
 ) -> Iterator[BackendRouter]:
     """Memory off, with a Supermemory key set: it must go nowhere."""
-    env = clean_env(
-        MEMORY_ROUTER_MEMORY_BACKEND="off",
+    yield from _backend_router(
+        "off",
+        direct_litellm,
+        network_trap,
+        session_tmp / "router-off",
         SUPERMEMORY_API_KEY=e2e_secrets.supermemory_key,
-        **network_trap.env(),
     )
-    yield from _backend_router("memory-router-off", direct_litellm, session_tmp / "router-off", env)

@@ -25,6 +25,7 @@ from tests.doubles.controls import ApiDoubleControls, DoubleControls, RouterDoub
 from tests.support.environment import clean_env
 from tests.support.ports import HOST, free_port
 from tests.support.processes import Process, ProcessError, start_process
+from tests.support.router_process import router_argv
 
 REPO = Path(__file__).resolve().parents[2]
 LOG_DIR = REPO / "test-logs" / "e2e"
@@ -45,19 +46,23 @@ def in_ci() -> bool:
     return bool(os.environ.get("CI"))
 
 
+# What each kind of service answers when it is ready, and how long it may take.
+READY = {
+    "double": ("/_double/health", DOUBLE_START_TIMEOUT),
+    "litellm": ("/health/liveliness", LITELLM_START_TIMEOUT),
+    "router": ("/health", ROUTER_START_TIMEOUT),
+    "prometheus": ("/-/ready", PROMETHEUS_START_TIMEOUT),
+}
+
+
 @contextlib.contextmanager
 def serving(
-    name: str,
-    argv: Callable[[int], list[str]],
-    *,
-    env: dict[str, str],
-    cwd: Path,
-    ready: str,
-    timeout: float,
+    name: str, kind: str, argv: Callable[[int], list[str]], *, env: dict[str, str], cwd: Path
 ) -> Iterator[tuple[Process, str]]:
-    """Start ``argv(port)`` as ``name`` on a free loopback port, wait until GET ``ready``
-    (a path) answers 200, yield the process and its URL, and stop it (SIGTERM, then
-    SIGKILL) when the block ends."""
+    """Start ``argv(port)`` as ``name`` on a free loopback port, wait until it is ready
+    (``READY[kind]``), yield the process and its URL, and stop it (SIGTERM, then SIGKILL)
+    when the block ends."""
+    ready, timeout = READY[kind]
     port = free_port()
     url = f"http://{HOST}:{port}"
     process = start_process(name, argv(port), log_dir=LOG_DIR, env=env, cwd=cwd)
@@ -72,13 +77,26 @@ def serving(
 
 
 def double_argv(module: str) -> Callable[[int], list[str]]:
-    """A double from tests/doubles/ as a process: ``python -m tests.doubles.<module>``."""
+    """A double from tests/doubles/ as a process: ``python -m tests.doubles.<module>``
+    (the environment needs the repository on PYTHONPATH: ``double_env``)."""
     return lambda port: [sys.executable, "-m", f"tests.doubles.{module}", "--port", str(port)]
 
 
 def double_env(**extra: str) -> dict[str, str]:
-    """The clean environment, with the repository importable for ``-m tests.doubles``."""
     return clean_env(PYTHONPATH=str(REPO), **extra)
+
+
+def litellm_argv(config: Path) -> Callable[[int], list[str]]:
+    """LiteLLM as a user without Docker runs it: ``scripts/litellm`` with ``config``."""
+    return lambda port: [
+        str(LITELLM_WRAPPER),
+        *("--config", str(config), "--host", HOST, "--port", str(port)),
+    ]
+
+
+def shipped_router_argv(litellm_url: str) -> Callable[[int], list[str]]:
+    """The router CLI with the shipped rules (router/config.yaml), logging at info."""
+    return lambda port: router_argv(port, litellm_url, config=ROUTER_CONFIG, log_level="info")
 
 
 @dataclass

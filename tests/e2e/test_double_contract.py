@@ -7,8 +7,8 @@ import httpx
 import pytest
 
 from tests.doubles.supermemory_router import ANSWER_PREFIX
+from tests.support.clients import Clients, nonce
 
-from .helpers import Clients, nonce
 from .services import Double
 
 pytestmark = pytest.mark.e2e

@@ -7,8 +7,7 @@ import httpx
 import pytest
 
 from tests.doubles.supermemory_router import ANSWER_PREFIX
-
-from .helpers import (
+from tests.support.clients import (
     OPENAI_FORMAT_MODEL,
     Clients,
     header_values,
@@ -16,6 +15,7 @@ from .helpers import (
     one_record,
     only_header,
 )
+
 from .services import Double, LiteLLM
 
 pytestmark = pytest.mark.e2e

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import PYCHARM_UA, Clients, chat, nonce, one_record
+from tests.support.clients import PYCHARM_UA, Clients, chat, nonce, one_record
+
 from .services import Double, Router
 
 pytestmark = pytest.mark.e2e

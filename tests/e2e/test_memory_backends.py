@@ -23,9 +23,7 @@ from openai import OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.doubles.anthropic_provider import ECHO_PREFIX
-from tests.support.polling import wait_for
-
-from .helpers import (
+from tests.support.clients import (
     CLAUDE_CODE_MODEL,
     CLAUDE_CODE_UA,
     OPENAI_FORMAT_MODEL,
@@ -34,6 +32,8 @@ from .helpers import (
     header_values,
     nonce,
 )
+from tests.support.polling import wait_for
+
 from .services import ApiDouble, BackendRouter, NetworkTrap, Provider, Secrets
 
 pytestmark = pytest.mark.e2e

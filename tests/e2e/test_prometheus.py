@@ -6,9 +6,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.clients import CLAUDE_CODE_MODEL, PYCHARM_UA, Clients, chat, nonce
 from tests.support.polling import until_passes
 
-from .helpers import CLAUDE_CODE_MODEL, PYCHARM_UA, Clients, chat, nonce
 from .services import Prometheus, Router
 
 pytestmark = pytest.mark.e2e

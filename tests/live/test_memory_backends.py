@@ -17,7 +17,7 @@ from anthropic import Anthropic
 from openai import OpenAI
 
 from tests.doubles.controls import header_values
-from tests.e2e.helpers import (
+from tests.support.clients import (
     CLAUDE_CODE_MODEL,
     CLAUDE_CODE_UA,
     OPENAI_FORMAT_MODEL,
@@ -47,13 +47,6 @@ class MemoryStack:
     def provider_requests_with(self, text: str) -> list[dict[str, Any]]:
         records: list[dict[str, Any]] = read_json(f"{self.provider_url}/_double/requests")
         return [r for r in records if text in json.dumps(r["body"])]
-
-
-@pytest.fixture
-def clients() -> Iterator[Clients]:
-    made = Clients()
-    yield made
-    made.close()
 
 
 @pytest.fixture(scope="module", params=["local", "supermemory-api"])

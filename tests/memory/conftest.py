@@ -7,8 +7,10 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from router.memory.backend import Turn
 from router.memory.local import LocalBackend
@@ -31,6 +33,25 @@ def seed(path: Path, user_id: str, *facts: str) -> list[str]:
             await backend.aclose()
 
     return asyncio.run(store())
+
+
+def user(content: Any) -> dict[str, Any]:
+    """A chat message from the user (either API's shape)."""
+    return {"role": "user", "content": content}
+
+
+def assistant(content: Any) -> dict[str, Any]:
+    return {"role": "assistant", "content": content}
+
+
+def backend_metric(registry: CollectorRegistry, name: str, backend: str, **labels: str) -> float:
+    """A memory metric's sample for ``backend`` (0 when it was never counted)."""
+    return registry.get_sample_value(name, {"backend": backend, **labels}) or 0.0
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
 
 
 @dataclass

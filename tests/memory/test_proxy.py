@@ -25,7 +25,7 @@ from router.memory.chat import CLOSE_TAG, OPEN_TAG
 from router.memory.local import LocalBackend
 from tests.conftest import SM_KEY, RouterFactory
 from tests.doubles.fake_litellm import FakeUpstream
-from tests.memory.conftest import Double, seed
+from tests.memory.conftest import Double, assistant, seed, user
 from tests.support.configs import write_rules
 from tests.support.polling import wait_for
 from tests.support.ports import closed_port
@@ -43,14 +43,6 @@ def openai(*messages: dict[str, Any], **extra: Any) -> dict[str, Any]:
 
 def anthropic(*messages: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": list(messages), **extra}
-
-
-def user(content: Any) -> dict[str, Any]:
-    return {"role": "user", "content": content}
-
-
-def assistant(content: Any) -> dict[str, Any]:
-    return {"role": "assistant", "content": content}
 
 
 def stored(path: Path, user_id: str) -> list[str]:

@@ -15,7 +15,7 @@ from router.memory.local import LocalBackend
 from router.memory.metrics import MemoryMetrics
 from router.memory.queue import StoreQueue, backoff_delay
 from router.memory.supermemory_api import SupermemoryApiBackend
-from tests.memory.conftest import Double
+from tests.memory.conftest import Double, backend_metric
 from tests.support.polling import await_until
 
 
@@ -39,13 +39,7 @@ class Fixture:
         self.backend = backend_name
 
     def value(self, name: str, **labels: str) -> float:
-        found = self.registry.get_sample_value(name, {"backend": self.backend, **labels})
-        return found or 0.0
-
-
-@pytest.fixture
-def registry() -> CollectorRegistry:
-    return CollectorRegistry()
+        return backend_metric(self.registry, name, self.backend, **labels)
 
 
 @pytest.fixture

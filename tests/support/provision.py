@@ -1,5 +1,6 @@
 """What the test fixtures do when something they need is missing: run
-``scripts/provision.sh``, the one place that installs it, and say clearly what failed."""
+``scripts/provision.sh`` (or the live tier's ``tests/live/provision.sh``), the one place
+that installs it, with its output in a log, and say clearly what failed."""
 
 from __future__ import annotations
 
@@ -23,22 +24,24 @@ class ProvisionError(Exception):
         self.status = status
 
 
-def provision(what: str, log_path: Path, timeout: float = TIMEOUT) -> None:
-    """``scripts/provision.sh what``, its output in ``log_path``."""
+def run_to_log(
+    argv: list[str], log_path: Path, timeout: float, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """Run ``argv`` from the repository root, its output in ``log_path``; its exit status
+    and the last lines of the log."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHON": sys.executable}
     with log_path.open("wb") as log:
         status = subprocess.run(
-            ["bash", str(SCRIPT), what],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=REPO,
-            timeout=timeout,
-            check=False,
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, timeout=timeout
         ).returncode
+    return status, "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
+
+
+def provision(what: str, log_path: Path, timeout: float = TIMEOUT) -> None:
+    """``scripts/provision.sh what``, its output in ``log_path``."""
+    env = {**os.environ, "PYTHON": sys.executable}
+    status, tail = run_to_log(["bash", str(SCRIPT), what], log_path, timeout, env)
     if status != 0:
-        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
         raise ProvisionError(
             f"scripts/provision.sh {what} failed (exit {status}); log: {log_path}\n{tail}", status
         )

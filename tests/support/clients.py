@@ -1,5 +1,5 @@
-"""Small helpers shared by the end-to-end tests: clients configured as a user would, and
-readers for what the Supermemory double recorded."""
+"""The SDK clients as users configure them, for the end-to-end and live tiers, and
+readers for what the Supermemory router double recorded."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 from anthropic import Anthropic
 from openai import OpenAI
 
-from tests.doubles.controls import header_values
+from tests.doubles.controls import DoubleControls, header_values
 from tests.doubles.supermemory_router import ANSWER_PREFIX
 
 # Model names from litellm/config.yaml. OpenAI-format clients use the config's alias; the
@@ -89,6 +89,26 @@ def one_record(records: list[dict[str, Any]]) -> dict[str, Any]:
     """The only recorded request, failing clearly when LiteLLM retried or nothing arrived."""
     assert len(records) == 1, f"expected one request at the double, got {len(records)}: {records}"
     return records[0]
+
+
+def openai_stream_in_lockstep(
+    client: OpenAI, double: DoubleControls, marker: str, question: str
+) -> list[str]:
+    """Stream a chat about ``question`` (which mentions ``marker``) from a double that
+    holds each text chunk after the first until the test allows it, allowing the next
+    one each time a piece arrives; the pieces read (``assert_streamed_in_lockstep``)."""
+    double.hold(marker)
+    pieces: list[str] = []
+    stream = client.chat.completions.create(
+        model=OPENAI_FORMAT_MODEL,
+        messages=[{"role": "user", "content": question}],
+        stream=True,
+    )
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            pieces.append(chunk.choices[0].delta.content)
+            double.allow(marker)
+    return pieces
 
 
 def assert_streamed_in_lockstep(pieces: list[str], question: str) -> None:

@@ -2,7 +2,7 @@
 # Installs everything the tests need, then runs lint, type checks and every test tier.
 #
 #   scripts/test.sh              all tiers (unit, proxy, stack, e2e, live)
-#   scripts/test.sh tests/unit   any pytest arguments narrow the run
+#   scripts/test.sh tests/test_rules.py   any pytest arguments narrow the run
 #   scripts/test.sh -m 'not live'   everything but the Docker tier
 #
 # What the tests need outside .venv comes from scripts/provision.sh, the one place that

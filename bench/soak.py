@@ -28,11 +28,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from run import (  # bench/ is a folder of scripts, not a package
+from harness import (  # bench/ is a folder of scripts, not a package
+    HERE,
     HOST,
-    Procs,
+    Processes,
     SetupError,
     clean_env,
     free_port,
@@ -41,8 +40,6 @@ from run import (  # bench/ is a folder of scripts, not a package
     rss_kib,
     wait_ready,
 )
-
-BENCH = Path(__file__).resolve().parent
 
 
 async def one_stream(port: int, chunks: int, gap_ms: int) -> None:
@@ -96,25 +93,27 @@ def soak(command: list[str] | None, args: argparse.Namespace) -> dict[str, Any] 
     warmup = args.warmup if args.warmup is not None else min(10.0, seconds / 3)
 
     tmp = Path(tempfile.mkdtemp(prefix="memory-router-soak-"))
-    procs = Procs(tmp)
+    processes = Processes(tmp)
     try:
         up_port, router_port = free_port(), free_port()
-        upstream = procs.start(
+        upstream = processes.start(
             "upstream",
-            [sys.executable, str(BENCH / "stream_upstream.py"), "--port", str(up_port)],
+            [sys.executable, str(HERE / "stream_upstream.py"), "--port", str(up_port)],
             env=clean_env(),
         )
         wait_ready(upstream, f"http://{HOST}:{up_port}/health", 20)
-        router = procs.start(
+        router = processes.start(
             "router",
-            router_argv(router_port, f"http://{HOST}:{up_port}", command),
+            router_argv(
+                router_port, f"http://{HOST}:{up_port}", log_level="WARNING", command=command
+            ),
             env=clean_env(SUPERMEMORY_API_KEY="sm_soak"),
         )
         url = f"http://{HOST}:{router_port}"
         wait_ready(router, f"{url}/health", 30)
     except SetupError as exc:
         print(f"setup failed: {exc}", file=sys.stderr)
-        procs.stop_all()
+        processes.stop_all()
         return None
 
     try:
@@ -132,7 +131,7 @@ def soak(command: list[str] | None, args: argparse.Namespace) -> dict[str, Any] 
         rss_end = rss_kib(router.pid)["VmRSS"]
         metrics = router_metrics(url)
     finally:
-        procs.stop_all()
+        processes.stop_all()
 
     growth = (rss_end - rss_warm) / rss_warm
     checks = {

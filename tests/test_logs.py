@@ -1,9 +1,11 @@
-"""The secret-scrubbing filter on the log handler: the CLI's setup, and an embedded app."""
+"""Logs (router/logs.py): the secret-scrubbing filter on the handler, in the CLI's setup, in
+an embedded app, and in the router process's own lines."""
 
 from __future__ import annotations
 
 import io
 import logging
+import signal
 import subprocess
 import sys
 import textwrap
@@ -17,10 +19,13 @@ from router.app import create_app
 from router.logs import REDACTED, RedactingFilter
 from router.server import server_config
 from router.settings import Settings
-from tests.conftest import SM_KEY
-from tests.fake_upstream import FakeUpstream
-from tests.redis_server import free_port
-from tests.servers import serve_in_thread
+from tests.conftest import SM_KEY, Launch
+from tests.doubles.fake_litellm import FakeUpstream
+from tests.support.configs import write_rules
+from tests.support.ports import free_port
+from tests.support.servers import serve_in_thread
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
 
 SECRET = "sk-secret-0123456789"
 
@@ -115,10 +120,10 @@ def acme() -> Iterator[io.StringIO]:
 def test_an_embedded_app_scrubs_its_records_and_its_child_loggers(
     acme: io.StringIO, upstream: FakeUpstream, upstream_url: str, tmp_path: Path
 ) -> None:
-    config = tmp_path / "rules.yaml"
-    config.write_text(
-        "user_id_mappings: {default_user_id: d}\n"
-        "rate_limits: {default: {requests_per_minute: 60}}\n"
+    config = write_rules(
+        tmp_path / "rules.yaml",
+        "default_user_id: d",
+        rate_limits="default: {requests_per_minute: 60}",
     )
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
@@ -140,3 +145,37 @@ def test_an_embedded_app_scrubs_its_records_and_its_child_loggers(
     assert "acme.router.ratelimit: rate limiter: Redis failed" in text
     assert f"acme.router.audit: a child logger's record: {REDACTED}" in text
     assert SM_KEY not in text
+
+
+def test_process_logs_decisions_and_never_the_key(
+    launch: Launch,
+    tmp_path: Path,
+    upstream: FakeUpstream,
+) -> None:
+    router = launch(
+        write_rules(tmp_path / "rules.yaml", "default_user_id: logs"), LOG_LEVEL="DEBUG"
+    )
+    httpx.post(
+        f"{router.url}/v1/chat/completions",
+        json={**CHAT, "stream": False},
+        headers={"x-request-id": "rid-log-1"},
+    )
+    httpx.post(
+        f"{router.url}/v1/chat/completions", json=CHAT, headers={"x-memory-user-id": "bad id"}
+    )
+    httpx.post(
+        f"{router.url}/v1/chat/completions", json=CHAT, headers={"x-supermemory-api-key": SM_KEY}
+    )  # even when a client sends it
+    httpx.post(  # or names it as its id, which the routing line would show
+        f"{router.url}/v1/chat/completions",
+        json={**CHAT, "stream": False},
+        headers={"x-memory-user-id": SM_KEY},
+    )
+    router.proc.send_signal(signal.SIGTERM)
+    assert router.proc.wait(10) == 0
+    logs = router.logs()
+    assert "rid-log-1 routing model=m user_id=logs source=default" in logs
+    assert "injected=x-sm-user-id,x-supermemory-api-key" in logs
+    assert "rejected" in logs
+    assert "user_id=[redacted] source=custom_header" in logs
+    assert SM_KEY not in logs

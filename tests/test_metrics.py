@@ -12,9 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from router.app import RouterApp
 from router.metrics import OVERFLOW, LabelBudget, Metrics, route_label
 from tests.conftest import RouterFactory
-from tests.fake_upstream import FakeUpstream
-from tests.metric_values import requests, settle, value
-from tests.servers import wait_for
+from tests.doubles.fake_litellm import FakeUpstream
+from tests.support.metrics import requests, settle, value
+from tests.support.polling import wait_for
 
 CHAT = {"model": "claude-sonnet-4.5", "messages": [{"role": "user", "content": "hi"}]}
 

@@ -13,9 +13,10 @@ import pytest
 
 from router.app import RouterApp
 from tests.conftest import SM_KEY, RouterFactory
-from tests.fake_upstream import FakeUpstream
-from tests.metric_values import requests
-from tests.servers import wait_for
+from tests.doubles.fake_litellm import FakeUpstream
+from tests.support.metrics import requests
+from tests.support.polling import wait_for
+from tests.support.ports import closed_port, free_port
 
 JAVA_UA = "OpenAIClientImpl/Java unknown"
 CHAT = {"model": "claude-sonnet-4.5", "messages": [{"role": "user", "content": "hi"}]}
@@ -214,27 +215,22 @@ def test_body_that_is_not_json_is_forwarded_untouched(
     assert upstream.last().body == blob
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_unreachable_upstream_is_502(start_router: RouterFactory, client: httpx.Client) -> None:
-    app, url = start_router(litellm_url=f"http://127.0.0.1:{_free_port()}")
-    r = client.post(f"{url}/v1/chat/completions", json=CHAT)
-    assert r.status_code == 502
-    error = r.json()["error"]
-    assert error == {
-        "message": "The memory router could not reach the LiteLLM proxy.",
-        "type": "server_error",
-        "param": None,
-        "code": "upstream_unreachable",
-    }
-    assert "127.0.0.1" not in r.text
-    r = client.post(f"{url}/v1/messages", json=CHAT)
-    assert r.status_code == 502 and r.json()["type"] == "error"
-    assert r.json()["error"]["type"] == "api_error"
+    with closed_port() as port:
+        app, url = start_router(litellm_url=f"http://127.0.0.1:{port}")
+        r = client.post(f"{url}/v1/chat/completions", json=CHAT)
+        assert r.status_code == 502
+        error = r.json()["error"]
+        assert error == {
+            "message": "The memory router could not reach the LiteLLM proxy.",
+            "type": "server_error",
+            "param": None,
+            "code": "upstream_unreachable",
+        }
+        assert "127.0.0.1" not in r.text
+        r = client.post(f"{url}/v1/messages", json=CHAT)
+        assert r.status_code == 502 and r.json()["type"] == "error"
+        assert r.json()["error"]["type"] == "api_error"
     assert (
         app.metrics.registry.get_sample_value(
             "memory_router_upstream_errors_total", {"user_id": "default-dev", "kind": "connect"}
@@ -282,7 +278,7 @@ def test_an_injected_clients_cookie_jar_never_reaches_another_caller(
     from router.app import create_app
     from router.server import server_config
     from router.settings import Settings
-    from tests.servers import serve_in_thread
+    from tests.support.servers import serve_in_thread
 
     loops: list[asyncio.AbstractEventLoop] = []
 
@@ -454,7 +450,7 @@ def test_sdks_read_the_routers_own_errors(start_router: RouterFactory) -> None:
     import anthropic
     import openai
 
-    _, url = start_router(litellm_url=f"http://127.0.0.1:{_free_port()}")
+    _, url = start_router(litellm_url=f"http://127.0.0.1:{free_port()}")
     oa = openai.OpenAI(base_url=f"{url}/v1", api_key="k", max_retries=0)
     with pytest.raises(openai.InternalServerError) as caught:
         oa.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
@@ -527,49 +523,7 @@ def test_one_log_line_per_decision_and_key_never_logged(
     assert all(SM_KEY not in line for line in caplog.text.splitlines())
 
 
-def test_key_never_in_control_endpoints(
-    router_app: tuple[RouterApp, str], client: httpx.Client
-) -> None:
-    _, url = router_app
-    for path in ("/health", "/health/readiness", "/metrics", "/memory-routing/info"):
-        r = client.get(url + path)
-        assert SM_KEY not in r.text and SM_KEY not in str(r.headers)
-
-
-# -- control endpoints ------------------------------------------------------------
-
-
-def test_routing_info_endpoint(router_app: tuple[RouterApp, str], client: httpx.Client) -> None:
-    _, url = router_app
-    info = client.get(f"{url}/memory-routing/info", headers={"User-Agent": JAVA_UA}).json()
-    assert info["user_id"] == "pycharm-ai-chat"
-    assert info["matched_pattern"]["pattern"].startswith("^OpenAIClient")
-    assert info["supermemory_key_configured"] is True
-    info = client.get(
-        f"{url}/memory-routing/info", headers={"x-memory-user-id": "my-project"}
-    ).json()
-    assert (info["user_id"], info["custom_header_present"]) == ("my-project", True)
-    info = client.get(f"{url}/memory-routing/info", headers={"User-Agent": "curl/7.68.0"}).json()
-    assert (info["user_id"], info["is_default"]) == ("default-dev", True)
-    r = client.get(f"{url}/memory-routing/info", headers={"x-memory-user-id": "bad id"})
-    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_user_id"
-
-
-def test_health_does_not_call_upstream(start_router: RouterFactory, client: httpx.Client) -> None:
-    _, url = start_router(litellm_url=f"http://127.0.0.1:{_free_port()}")
-    assert client.get(f"{url}/health").json() == {"status": "ok"}
-    r = client.get(f"{url}/health/readiness")
-    assert r.status_code == 503
-    assert r.json()["checks"]["litellm"] == "unreachable"
-
-
-def test_readiness_ok(
-    router_app: tuple[RouterApp, str], upstream: FakeUpstream, client: httpx.Client
-) -> None:
-    _, url = router_app
-    r = client.get(f"{url}/health/readiness")
-    assert r.status_code == 200 and r.json()["status"] == "ready"
-    assert upstream.last().path == "/health/liveliness"
+# -- concurrency, the injected client, faults ---------------------------------------
 
 
 def test_concurrent_requests_keep_their_own_ids(
@@ -605,7 +559,7 @@ def test_an_injected_http_client_is_used_for_upstream_calls(
     from router.app import create_app
     from router.server import server_config
     from router.settings import Settings
-    from tests.servers import serve_in_thread
+    from tests.support.servers import serve_in_thread
 
     seen: list[str] = []
     loops: list[asyncio.AbstractEventLoop] = []
@@ -640,3 +594,51 @@ def test_an_injected_http_client_is_used_for_upstream_calls(
     assert timeouts[0] == {"connect": 5.0, "read": 123, "write": 123, "pool": 10.0}
     assert upstream.requests[0].header("x-sm-user-id") == "pycharm-ai-chat"
     assert body.count(b"content_block_delta") >= 2
+
+
+def test_upstream_reset_mid_stream_raises_in_the_sdks(
+    router_app: tuple[RouterApp, str], upstream: FakeUpstream
+) -> None:
+    import anthropic
+    import openai
+
+    _, url = router_app
+    oa = openai.OpenAI(
+        base_url=f"{url}/v1",
+        api_key="k",
+        max_retries=0,
+        default_headers={"x-test-break-after": "2"},
+    )
+    stream = oa.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "x"}], stream=True
+    )
+    with pytest.raises(openai.APIError):
+        for _ in stream:
+            pass
+    an = anthropic.Anthropic(
+        base_url=url, api_key="k", max_retries=0, default_headers={"x-test-break-after": "3"}
+    )
+    with (
+        pytest.raises(anthropic.APIError),
+        an.messages.stream(
+            model="m", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        ) as s,
+    ):
+        for _ in s.text_stream:
+            pass
+
+
+def test_slow_uploader_does_not_block_others(
+    router_app: tuple[RouterApp, str], upstream: FakeUpstream
+) -> None:
+    _, url = router_app
+    port = int(url.rsplit(":", 1)[1])
+    slow = socket.create_connection(("127.0.0.1", port), timeout=5)
+    slow.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+    try:
+        with httpx.Client(timeout=5) as c:  # each would time out if the slow body blocked it
+            for _ in range(20):
+                assert c.post(f"{url}/v1/chat/completions", json=CHAT).status_code == 200
+        assert len(upstream.requests) == 20
+    finally:
+        slow.close()

@@ -4,9 +4,9 @@ gate, error kinds, and one record per request whatever its outcome."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
-import textwrap
 import threading
 from pathlib import Path
 
@@ -26,9 +26,11 @@ from router.upstream import (
     check_answer,
 )
 from tests.conftest import SM_KEY, RouterFactory
-from tests.fake_upstream import FakeUpstream
-from tests.metric_values import requests, settle, value
-from tests.servers import serve_in_thread
+from tests.doubles.fake_litellm import FakeUpstream
+from tests.support.configs import write_rules
+from tests.support.metrics import requests, settle, value
+from tests.support.polling import wait_for
+from tests.support.servers import serve_in_thread
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -139,18 +141,13 @@ def test_utf8_header_values_pass_byte_for_byte_others_are_400(
 def test_every_outcome_is_counted_with_its_duration(
     start_router: RouterFactory, upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(
-        textwrap.dedent(
-            """
-            user_id_mappings:
-              custom_header_policy: {allowed_ids: [alice, limited]}
-              default_user_id: dev
-            rate_limits:
-              per_user_id:
-                limited: {requests_per_minute: 1, burst: 1}
-            """
-        )
+    rules = write_rules(
+        tmp_path / "rules.yaml",
+        """
+        custom_header_policy: {allowed_ids: [alice, limited]}
+        default_user_id: dev
+        """,
+        rate_limits="per_user_id: {limited: {requests_per_minute: 1, burst: 1}}",
     )
     app, url = start_router(config=rules, max_body_bytes=1000, max_header_bytes=2048)
     post = f"{url}/v1/chat/completions"
@@ -264,6 +261,62 @@ def _connector_error() -> aiohttp.ClientConnectorError:
 )
 def test_error_kinds(exc: BaseException, kind: str) -> None:
     assert _kind_of(exc) == kind
+
+
+def test_thousand_aborted_streams_leave_nothing_open(
+    start_router: RouterFactory, upstream: FakeUpstream
+) -> None:
+    """Every aborted stream gives its upstream connection back: with a pool of 10,
+    a leak would leave later requests waiting for a connection and failing."""
+    pool = 10
+    app, url = start_router(max_connections=pool, pool_timeout=5)
+    port = int(url.rsplit(":", 1)[1])
+    body = json.dumps({**CHAT, "stream": True}).encode()
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nx-test-hold: 1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+
+    async def open_stream() -> asyncio.StreamWriter:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        await writer.drain()
+        await reader.readuntil(b"data:")  # the stream has started: it holds a connection
+        return writer
+
+    async def abort_one(sem: asyncio.Semaphore) -> None:
+        async with sem:
+            writer = await asyncio.wait_for(open_stream(), 10)
+            writer.transport.abort()
+
+    async def aborts() -> None:
+        sem = asyncio.Semaphore(pool)
+        await asyncio.gather(*(abort_one(sem) for _ in range(1000)))
+
+    async def whole_pool_at_once() -> None:
+        writers = await asyncio.wait_for(asyncio.gather(*(open_stream() for _ in range(pool))), 10)
+        for writer in writers:
+            writer.transport.abort()
+
+    asyncio.run(aborts())
+    registry = app.metrics.registry
+    wait_for(
+        lambda: requests(app, "default-dev", "/v1/chat/completions", "499") == 1000,
+        timeout=30,
+    )
+    assert (
+        registry.get_sample_value("memory_router_requests_in_flight", {"user_id": "default-dev"})
+        == 0
+    )
+    wait_for(lambda: len(upstream.disconnects) == 1000, timeout=30)
+    # every connection of the pool is free again: as many streams as it holds open at once
+    asyncio.run(whole_pool_at_once())
+    wait_for(lambda: len(upstream.disconnects) == 1000 + pool, timeout=30)
+    # and the router still serves
+    assert httpx.post(f"{url}/v1/chat/completions", json=CHAT).status_code == 200
 
 
 def test_an_https_upstream_is_verified_against_the_trust_store(

@@ -42,18 +42,16 @@ Run it as a process::
 
 from __future__ import annotations
 
-import argparse
 import functools
 import itertools
 import json
-import os
 import re
 import secrets
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -61,6 +59,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.doubles.formats import recorder_routes, run
 
 NAMESPACE = re.compile(r"[A-Za-z0-9_:-]{1,100}")
 _WORD = re.compile(r"\w+")
@@ -257,6 +257,15 @@ def _document_json(doc: StoredDocument, space: Namespace, include: ListInclude) 
 
 
 Handler = Callable[[Request, str, Any], Awaitable[Response]]
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Refused(Exception):
+    """A request the double answers with ``response`` (a 400 in the API's shape)."""
+
+    def __init__(self, response: JSONResponse) -> None:
+        super().__init__()
+        self.response = response
 
 
 def create_app(*, api_key: str) -> Starlette:
@@ -309,26 +318,27 @@ def create_app(*, api_key: str) -> Starlette:
                     return _wrong_place(extra, "query string")
                 if bad_json is not None:
                     return bad_json
-                return await handler(request, namespace, body)
+                try:
+                    return await handler(request, namespace, body)
+                except _Refused as refused:
+                    return refused.response
 
             return endpoint
 
         return wrap
 
-    def parse(model: type[BaseModel], body: Any) -> BaseModel | JSONResponse:
+    def parse(model: type[M], body: Any) -> M:
+        """The body as ``model``; a body that is not one refuses the request (_Refused)."""
         if not isinstance(body, dict):
-            return _error(400, "Invalid request", "the body must be a JSON object")
+            raise _Refused(_error(400, "Invalid request", "the body must be a JSON object"))
         try:
             return model.model_validate(body)
         except ValidationError as exc:
-            return _validation_error(exc)
+            raise _Refused(_validation_error(exc)) from None
 
     @route("add")
     async def add(request: Request, namespace: str, body: Any) -> Response:
         parsed = parse(AddBody, body)
-        if isinstance(parsed, JSONResponse):
-            return parsed
-        assert isinstance(parsed, AddBody)
         now = _now()
         with state.lock:
             space = state.namespaces.setdefault(namespace, Namespace())
@@ -354,9 +364,6 @@ def create_app(*, api_key: str) -> Starlette:
     @route("search")
     async def search(request: Request, namespace: str, body: Any) -> Response:
         parsed = parse(SearchBody, body)
-        if isinstance(parsed, JSONResponse):
-            return parsed
-        assert isinstance(parsed, SearchBody)
         wanted = _words(parsed.query)
         mode = parsed.searchMode or "hybrid"
         threshold = parsed.threshold or 0.0
@@ -409,9 +416,6 @@ def create_app(*, api_key: str) -> Starlette:
         except ValidationError as exc:
             return _validation_error(exc)
         parsed = parse(ListBody, body)
-        if isinstance(parsed, JSONResponse):
-            return parsed
-        assert isinstance(parsed, ListBody)
         include = parsed.include or ListInclude()
         with state.lock:
             space = state.namespaces.get(namespace, Namespace())
@@ -468,9 +472,6 @@ def create_app(*, api_key: str) -> Starlette:
     @route("delete_documents")
     async def delete_documents(request: Request, namespace: str, body: Any) -> Response:
         parsed = parse(IdsBody, body)
-        if isinstance(parsed, JSONResponse):
-            return parsed
-        assert isinstance(parsed, IdsBody)
         count, errors = 0, []
         with state.lock:
             space = state.namespaces.get(namespace, Namespace())
@@ -486,9 +487,6 @@ def create_app(*, api_key: str) -> Starlette:
     @route("forget_memories")
     async def forget_memories(request: Request, namespace: str, body: Any) -> Response:
         parsed = parse(IdsBody, body)
-        if isinstance(parsed, JSONResponse):
-            return parsed
-        assert isinstance(parsed, IdsBody)
         matches, errors = [], []
         with state.lock:
             space = state.namespaces.get(namespace, Namespace())
@@ -537,12 +535,9 @@ def create_app(*, api_key: str) -> Starlette:
 
     # -- test-only controls (not part of the API's contract) --------------------------
 
-    async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def recorded(request: Request) -> Response:
+    def recorded() -> list[dict[str, Any]]:
         with state.lock:
-            return JSONResponse(list(state.requests))
+            return list(state.requests)
 
     async def texts(request: Request) -> Response:
         with state.lock:
@@ -569,8 +564,7 @@ def create_app(*, api_key: str) -> Starlette:
 
     app = Starlette(
         routes=[
-            Route("/_double/health", health, methods=["GET"]),
-            Route("/_double/requests", recorded, methods=["GET"]),
+            *recorder_routes(recorded),
             Route("/_double/texts/{namespace}", texts, methods=["GET"]),
             Route("/_double/hold/{operation}", hold, methods=["POST"]),
             Route("/_double/release", release, methods=["POST"]),
@@ -588,18 +582,5 @@ def create_app(*, api_key: str) -> Starlette:
     return app
 
 
-def main() -> None:
-    import uvicorn
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    api_key = os.environ.get("SUPERMEMORY_DOUBLE_API_KEY")
-    if not api_key:
-        parser.error("SUPERMEMORY_DOUBLE_API_KEY must be set")
-    uvicorn.run(create_app(api_key=api_key), host=args.host, port=args.port, log_level="info")
-
-
 if __name__ == "__main__":
-    main()
+    run(__doc__.splitlines()[0], create_app, "SUPERMEMORY_DOUBLE_API_KEY")

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import Double, Router
-from .helpers import (
+from tests.support.clients import (
     CLAUDE_CODE_MODEL,
     Clients,
     assert_streamed_in_lockstep,
@@ -14,6 +13,8 @@ from .helpers import (
     one_record,
     only_header,
 )
+
+from .services import Double, Router
 
 pytestmark = pytest.mark.e2e
 

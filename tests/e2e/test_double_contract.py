@@ -6,9 +6,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from .conftest import Double
-from .helpers import Clients, nonce
-from .supermemory_double import ANSWER_PREFIX
+from tests.doubles.supermemory_router import ANSWER_PREFIX
+from tests.support.clients import Clients, nonce
+
+from .services import Double
 
 pytestmark = pytest.mark.e2e
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from .conftest import Double, LiteLLM
-from .helpers import (
+from tests.doubles.supermemory_router import ANSWER_PREFIX
+from tests.support.clients import (
     OPENAI_FORMAT_MODEL,
     Clients,
     header_values,
@@ -15,7 +15,8 @@ from .helpers import (
     one_record,
     only_header,
 )
-from .supermemory_double import ANSWER_PREFIX
+
+from .services import Double, LiteLLM
 
 pytestmark = pytest.mark.e2e
 

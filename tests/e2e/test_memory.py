@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import Double, Router
-from .helpers import PYCHARM_UA, Clients, chat, nonce, one_record
+from tests.support.clients import PYCHARM_UA, Clients, chat, nonce, one_record
+
+from .services import Double, Router
 
 pytestmark = pytest.mark.e2e
 

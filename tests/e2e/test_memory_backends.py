@@ -22,11 +22,8 @@ from anthropic import Anthropic
 from openai import OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.servers import wait_for
-
-from .conftest import ApiDouble, BackendRouter, NetworkTrap, Provider, Secrets
-from .fake_provider import ECHO_PREFIX
-from .helpers import (
+from tests.doubles.anthropic_provider import ECHO_PREFIX
+from tests.support.clients import (
     CLAUDE_CODE_MODEL,
     CLAUDE_CODE_UA,
     OPENAI_FORMAT_MODEL,
@@ -35,6 +32,9 @@ from .helpers import (
     header_values,
     nonce,
 )
+from tests.support.polling import wait_for
+
+from .services import ApiDouble, BackendRouter, NetworkTrap, Provider, Secrets
 
 pytestmark = pytest.mark.e2e
 

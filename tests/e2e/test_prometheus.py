@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import Prometheus, Router
-from .helpers import CLAUDE_CODE_MODEL, PYCHARM_UA, Clients, chat, nonce
+from tests.support.clients import CLAUDE_CODE_MODEL, PYCHARM_UA, Clients, chat, nonce
+from tests.support.polling import until_passes
+
+from .services import Prometheus, Router
 
 pytestmark = pytest.mark.e2e
 
@@ -49,19 +48,6 @@ def prometheus_counts(prometheus: Prometheus, user_ids: list[str]) -> dict[Serie
     }
 
 
-def poll(check: Callable[[], object], *, timeout: float, what: str) -> None:
-    """Retry `check` (which asserts) until it passes or `timeout` runs out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            check()
-            return
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what} did not happen within {timeout:.0f} s") from None
-        time.sleep(0.25)
-
-
 def test_prometheus_has_per_client_request_counts(
     router: Router, prometheus: Prometheus, clients: Clients
 ) -> None:
@@ -70,7 +56,7 @@ def test_prometheus_has_per_client_request_counts(
         active = targets.json()["data"]["activeTargets"]
         assert [t["health"] for t in active if t["labels"]["job"] == "memory-router"] == ["up"]
 
-    poll(router_target_up, timeout=SCRAPE_TIMEOUT, what="Prometheus scraping the router")
+    until_passes(router_target_up, timeout=SCRAPE_TIMEOUT, what="Prometheus scraping the router")
 
     marker = nonce()
     own_id = f"prom-{marker}"
@@ -115,9 +101,9 @@ def test_prometheus_has_per_client_request_counts(
         # The named id has exactly one series: nothing else was counted under it.
         assert [k for k in seen if k[0] == own_id] == [(own_id, *chat_route)]
 
-    poll(router_counted, timeout=10.0, what="the router counting the requests")
+    until_passes(router_counted, timeout=10.0, what="the router counting the requests")
     try:
-        poll(prometheus_shows, timeout=SCRAPE_TIMEOUT, what="Prometheus showing the counts")
+        until_passes(prometheus_shows, timeout=SCRAPE_TIMEOUT, what="Prometheus showing the counts")
     except AssertionError as error:
         seen = prometheus_counts(prometheus, [own_id, "pycharm-ai-chat", "claude-code-cli"])
         raise AssertionError(f"{error}\nexpected {expected}\nPrometheus has {seen}") from None

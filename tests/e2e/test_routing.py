@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import Double, Router
-from .helpers import (
+from tests.doubles.supermemory_router import ANSWER_PREFIX
+from tests.support.clients import (
     CLAUDE_CODE_MODEL,
     CLAUDE_CODE_UA,
     OPENAI_FORMAT_MODEL,
@@ -21,8 +21,10 @@ from .helpers import (
     nonce,
     one_record,
     only_header,
+    openai_stream_in_lockstep,
 )
-from .supermemory_double import ANSWER_PREFIX
+
+from .services import Double, Router
 
 pytestmark = pytest.mark.e2e
 
@@ -75,18 +77,8 @@ def test_openai_stream_arrives_in_pieces(router: Router, double: Double, clients
     marker = nonce()
     question = f"stream {marker}"
     client = clients.openai(router.url, router.litellm.master_key, {"User-Agent": PYCHARM_UA})
-    double.hold(marker)  # each text chunk waits until the last one has arrived here
-
-    pieces: list[str] = []
-    stream = client.chat.completions.create(
-        model=OPENAI_FORMAT_MODEL,
-        messages=[{"role": "user", "content": question}],
-        stream=True,
-    )
-    for chunk in stream:
-        if chunk.choices and chunk.choices[0].delta.content:
-            pieces.append(chunk.choices[0].delta.content)
-            double.allow(marker)
+    # Each text chunk waits until the last one has arrived here.
+    pieces = openai_stream_in_lockstep(client, double, marker, question)
 
     assert_streamed_in_lockstep(pieces, question)
     assert upstream_user_id(double, marker) == "pycharm-ai-chat"

@@ -12,18 +12,22 @@ test and goes down (``down -v``) after its last, so only one stack runs at a tim
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
 import pytest
+
+from tests.doubles.controls import DoubleControls
+from tests.support.environment import loopback_without_proxy
+from tests.support.provision import run_to_log
 
 from .stack import (
     HERE,
     LOG_DIR,
     REPLICAS_FILES,
     SINGLE_FILES,
-    Double,
     Keys,
     Prometheus,
     Stack,
@@ -45,21 +49,12 @@ def _unavailable(reason: str) -> None:
 @pytest.fixture(scope="session")
 def docker_engine() -> None:
     """A running engine with Compose v2 and the stand-in images, or a skip saying why."""
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
     log_path = LOG_DIR / "provision.log"
     try:
-        with log_path.open("w") as log:
-            code = subprocess.run(
-                ["bash", str(PROVISION)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                timeout=PROVISION_TIMEOUT,
-                check=False,
-            ).returncode
+        code, tail = run_to_log(["bash", str(PROVISION)], log_path, PROVISION_TIMEOUT)
     except FileNotFoundError:
         _unavailable("bash is not installed")
         return
-    tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
     if code == UNAVAILABLE:
         _unavailable(tail.splitlines()[-1] if tail else f"see {log_path}")
     elif code != 0:
@@ -72,37 +67,36 @@ def docker_engine() -> None:
 @pytest.fixture(scope="session", autouse=True)
 def _loopback_without_proxy() -> Iterator[None]:
     """The SDK clients honour *_PROXY; the published ports are on loopback."""
-    saved = {k: os.environ.get(k) for k in ("NO_PROXY", "no_proxy")}
-    value = ",".join(filter(None, [saved["NO_PROXY"] or "", "127.0.0.1", "localhost"]))
-    os.environ["NO_PROXY"] = os.environ["no_proxy"] = value
-    yield
-    for key, old in saved.items():
-        if old is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = old
+    with loopback_without_proxy():
+        yield
 
 
 @dataclass
-class SingleStack:
-    """docker-compose.yml as shipped, with the test overrides (see stack.py)."""
+class LiveStack:
+    """A shipped compose file running with the test overrides (see stack.py): the URL the
+    clients call, Prometheus, and the Supermemory double's controls."""
 
     stack: Stack
     keys: Keys
-    router_url: str
+    url: str
     prometheus: Prometheus
-    double: Double
+    double: DoubleControls
 
 
-@dataclass
-class ReplicasStack:
-    """docker-compose.replicas.yml as shipped, with the test overrides."""
+class SingleStack(LiveStack):
+    """docker-compose.yml: the clients call the router."""
 
-    stack: Stack
-    keys: Keys
-    lb_url: str
-    prometheus: Prometheus
-    double: Double
+    @property
+    def router_url(self) -> str:
+        return self.url
+
+
+class ReplicasStack(LiveStack):
+    """docker-compose.replicas.yml: the clients call the nginx balancer."""
+
+    @property
+    def lb_url(self) -> str:
+        return self.url
 
 
 # Rate limits the replicas tests use, added to that stack's copy of the rules.
@@ -113,35 +107,34 @@ rate_limits:
     live-redis-down: {requests_per_minute: 1, burst: 5}
 """
 
+S = TypeVar("S", SingleStack, ReplicasStack)
+
+
+def _up(kind: type[S], files: tuple[Path, ...], entry: str, more_rules: str = "") -> Iterator[S]:
+    """The stack up (``up --wait``) with fresh keys and ``more_rules`` added to its copy of
+    the router's rules; down (``down -v``) afterwards."""
+    keys = Keys()
+    stack = Stack(kind.__name__.removesuffix("Stack").lower(), files, keys.env_file())
+    rules = stack.router_dir / "config.yaml"
+    rules.write_text(rules.read_text() + more_rules)
+    with running(stack):
+        yield kind(
+            stack=stack,
+            keys=keys,
+            url=stack.url(entry, 8765),
+            prometheus=Prometheus(stack.url("prometheus", 9090)),
+            double=DoubleControls(stack.url("supermemory", 9000)),
+        )
+
 
 @pytest.fixture(scope="module")
 def single_stack(docker_engine: None) -> Iterator[SingleStack]:
-    keys = Keys()
-    stack = Stack("single", SINGLE_FILES, keys.env_file())
-    with running(stack):
-        yield SingleStack(
-            stack=stack,
-            keys=keys,
-            router_url=stack.url("router", 8765),
-            prometheus=Prometheus(stack.url("prometheus", 9090)),
-            double=Double(stack.url("supermemory", 9000)),
-        )
+    yield from _up(SingleStack, SINGLE_FILES, "router")
 
 
 @pytest.fixture(scope="module")
 def replicas_stack(docker_engine: None) -> Iterator[ReplicasStack]:
-    keys = Keys()
-    stack = Stack("replicas", REPLICAS_FILES, keys.env_file())
-    rules = stack.router_dir / "config.yaml"
-    rules.write_text(rules.read_text() + REPLICA_LIMITS)
-    with running(stack):
-        yield ReplicasStack(
-            stack=stack,
-            keys=keys,
-            lb_url=stack.url("lb", 8765),
-            prometheus=Prometheus(stack.url("prometheus", 9090)),
-            double=Double(stack.url("supermemory", 9000)),
-        )
+    yield from _up(ReplicasStack, REPLICAS_FILES, "lb", REPLICA_LIMITS)
 
 
 @pytest.hookimpl(wrapper=True)

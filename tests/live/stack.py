@@ -18,12 +18,14 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+
+from tests.support.polling import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -68,22 +70,9 @@ class ComposeError(AssertionError):
 def wait_until(
     what: str, check: Callable[[], T | None], timeout: float, interval: float = 0.5
 ) -> T:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds.
-
-    ``check`` may raise httpx or OS errors while a service is not there yet."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            value = check()
-            if value:
-                return value
-        except (httpx.HTTPError, OSError) as exc:
-            last_error = exc
-        if time.monotonic() > deadline:
-            detail = f" (last error: {last_error!r})" if last_error else ""
-            raise AssertionError(f"{what}: not within {timeout:.0f} s{detail}")
-        time.sleep(interval)
+    """``wait_for`` for a service in a container: ``check`` may raise httpx or OS errors
+    while the service is not there yet."""
+    return wait_for(check, timeout, interval, what, errors=(httpx.HTTPError, OSError))
 
 
 def docker(*args: str, timeout: float = 120, check: bool = True) -> str:
@@ -295,29 +284,3 @@ class Prometheus:
             "activeTargets"
         ]
         return targets
-
-
-@dataclass
-class Double:
-    """What the Supermemory double received, read from its test-only endpoints."""
-
-    url: str
-
-    def requests(self) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = read_json(f"{self.url}/_double/requests")
-        return records
-
-    def requests_with(self, marker: str) -> list[dict[str, Any]]:
-        return [r for r in self.requests() if marker in json.dumps(r["body"])]
-
-    def hold(self, marker: str) -> None:
-        """Hold streams about ``marker``: each text chunk after the first waits for ``allow``."""
-        httpx.post(f"{self.url}/_double/hold/{marker}", trust_env=False).raise_for_status()
-
-    def allow(self, marker: str) -> None:
-        """Let a held stream about ``marker`` send its next text chunk."""
-        httpx.post(f"{self.url}/_double/allow/{marker}", trust_env=False).raise_for_status()
-
-
-def header_values(record: Mapping[str, Any], name: str) -> list[str]:
-    return [value for key, value in record["headers"] if key.lower() == name.lower()]

@@ -16,7 +16,8 @@ import pytest
 from anthropic import Anthropic
 from openai import OpenAI
 
-from tests.e2e.helpers import (
+from tests.doubles.controls import header_values
+from tests.support.clients import (
     CLAUDE_CODE_MODEL,
     CLAUDE_CODE_UA,
     OPENAI_FORMAT_MODEL,
@@ -25,12 +26,12 @@ from tests.e2e.helpers import (
     nonce,
 )
 
-from .stack import MEMORY_FILES, Keys, Stack, header_values, read_json, running, wait_until
+from .stack import MEMORY_FILES, Keys, Stack, read_json, running, wait_until
 
 pytestmark = pytest.mark.live
 
 HEADER = "x-memory-router-memory"
-ECHO_PREFIX = "Provider echo. You said:"  # tests/e2e/fake_provider.py
+ECHO_PREFIX = "Provider echo. You said:"  # tests/doubles/anthropic_provider.py
 OPEN_TAG = "<memory-router-memories>"
 
 
@@ -46,13 +47,6 @@ class MemoryStack:
     def provider_requests_with(self, text: str) -> list[dict[str, Any]]:
         records: list[dict[str, Any]] = read_json(f"{self.provider_url}/_double/requests")
         return [r for r in records if text in json.dumps(r["body"])]
-
-
-@pytest.fixture
-def clients() -> Iterator[Clients]:
-    made = Clients()
-    yield made
-    made.close()
 
 
 @pytest.fixture(scope="module", params=["local", "supermemory-api"])

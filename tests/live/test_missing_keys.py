@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from tests.e2e.helpers import OPENAI_FORMAT_MODEL
+from tests.support.clients import OPENAI_FORMAT_MODEL
 
 from .stack import NO_DOUBLE_FILES, Stack, running
 

@@ -8,18 +8,16 @@ Redis. The rules copy gives `live-burst` and `live-redis-down` a burst of 5 requ
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.helpers import (
-    OPENAI_FORMAT_MODEL,
+from tests.support.clients import (
     Clients,
     assert_streamed_in_lockstep,
     chat,
     nonce,
+    openai_stream_in_lockstep,
 )
 
 from .conftest import ReplicasStack
@@ -33,13 +31,6 @@ METRICS_CODE = (
     "import urllib.request; "
     "print(urllib.request.urlopen('http://127.0.0.1:8765/metrics', timeout=5).read().decode())"
 )
-
-
-@pytest.fixture
-def clients() -> Iterator[Clients]:
-    pool = Clients()
-    yield pool
-    pool.close()
 
 
 def client(clients: Clients, stack: ReplicasStack, user_id: str) -> openai.OpenAI:
@@ -116,17 +107,9 @@ def test_streams_pass_the_balancer_unbuffered(
 ) -> None:
     marker = nonce()
     question = f"stream {marker}"
-    replicas_stack.double.hold(marker)  # the next chunk only once this one is read
-    pieces: list[str] = []
-    stream = client(clients, replicas_stack, "live-stream").chat.completions.create(
-        model=OPENAI_FORMAT_MODEL,
-        messages=[{"role": "user", "content": question}],
-        stream=True,
-    )
-    for chunk in stream:
-        if chunk.choices and chunk.choices[0].delta.content:
-            pieces.append(chunk.choices[0].delta.content)
-            replicas_stack.double.allow(marker)
+    # The next chunk only once this one is read.
+    sdk = client(clients, replicas_stack, "live-stream")
+    pieces = openai_stream_in_lockstep(sdk, replicas_stack.double, marker, question)
     assert_streamed_in_lockstep(pieces, question)
 
 

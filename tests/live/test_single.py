@@ -20,7 +20,8 @@ import yaml
 from anthropic import Anthropic
 from openai import OpenAI
 
-from tests.e2e.helpers import (
+from tests.doubles.controls import header_values
+from tests.support.clients import (
     CLAUDE_CODE_MODEL,
     OPENAI_FORMAT_MODEL,
     PYCHARM_UA,
@@ -28,23 +29,17 @@ from tests.e2e.helpers import (
     assert_streamed_in_lockstep,
     chat,
     nonce,
+    openai_stream_in_lockstep,
 )
 
 from .conftest import SingleStack
-from .stack import REPO, docker, header_values, wait_until
+from .stack import REPO, docker, wait_until
 
 pytestmark = pytest.mark.live
 
 # Prometheus scrapes every 15 s in the shipped config: allow a few scrapes.
 SCRAPE_WAIT = 60.0
 SERVICES = ("litellm", "router", "prometheus", "supermemory")
-
-
-@pytest.fixture
-def clients() -> Any:
-    pool = Clients()
-    yield pool
-    pool.close()
 
 
 def openai_client(
@@ -129,17 +124,8 @@ def test_streams_arrive_chunk_by_chunk(single_stack: SingleStack, clients: Clien
     double = single_stack.double
     marker = nonce()
     question = f"stream {marker}"
-    double.hold(marker)
-    pieces: list[str] = []
-    stream = openai_client(clients, single_stack).chat.completions.create(
-        model=OPENAI_FORMAT_MODEL,
-        messages=[{"role": "user", "content": question}],
-        stream=True,
-    )
-    for chunk in stream:
-        if chunk.choices and chunk.choices[0].delta.content:
-            pieces.append(chunk.choices[0].delta.content)
-            double.allow(marker)
+    client = openai_client(clients, single_stack)
+    pieces = openai_stream_in_lockstep(client, double, marker, question)
     assert_streamed_in_lockstep(pieces, question)
 
     question = f"claude stream {marker}"

@@ -4,28 +4,54 @@ and real backends (a SQLite file in a tmp dir, the SDK-based backend against the
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from router.memory.backend import Turn
 from router.memory.local import LocalBackend
 from router.memory.supermemory_api import SupermemoryApiBackend
 from tests.doubles.supermemory_api import DoubleState, create_app
-from tests.servers import serve_in_thread
+from tests.support.servers import serve_in_thread
 
 DOUBLE_KEY = "sm_double_key_5f3a9c1e7b2d"
 
 
-async def until(condition: Callable[[], object], within: float = 5.0) -> None:
-    """Yield to the event loop until ``condition()`` is truthy; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(0.005)
+def seed(path: Path, user_id: str, *facts: str) -> list[str]:
+    """Store turns in the local store at ``path`` with a connection of the test's own, as
+    another process would; the ids of the memories made."""
+
+    async def store() -> list[str]:
+        backend = await LocalBackend.open(path)
+        try:
+            return [await backend.store(user_id, Turn(fact, "noted")) for fact in facts]
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(store())
+
+
+def user(content: Any) -> dict[str, Any]:
+    """A chat message from the user (either API's shape)."""
+    return {"role": "user", "content": content}
+
+
+def assistant(content: Any) -> dict[str, Any]:
+    return {"role": "assistant", "content": content}
+
+
+def backend_metric(registry: CollectorRegistry, name: str, backend: str, **labels: str) -> float:
+    """A memory metric's sample for ``backend`` (0 when it was never counted)."""
+    return registry.get_sample_value(name, {"backend": backend, **labels}) or 0.0
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
 
 
 @dataclass

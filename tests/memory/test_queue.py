@@ -15,7 +15,8 @@ from router.memory.local import LocalBackend
 from router.memory.metrics import MemoryMetrics
 from router.memory.queue import StoreQueue, backoff_delay
 from router.memory.supermemory_api import SupermemoryApiBackend
-from tests.memory.conftest import Double, until
+from tests.memory.conftest import Double, backend_metric
+from tests.support.polling import await_until
 
 
 @pytest.mark.parametrize(
@@ -38,13 +39,7 @@ class Fixture:
         self.backend = backend_name
 
     def value(self, name: str, **labels: str) -> float:
-        found = self.registry.get_sample_value(name, {"backend": self.backend, **labels})
-        return found or 0.0
-
-
-@pytest.fixture
-def registry() -> CollectorRegistry:
-    return CollectorRegistry()
+        return backend_metric(self.registry, name, self.backend, **labels)
 
 
 @pytest.fixture
@@ -69,7 +64,7 @@ async def test_submit_returns_at_once_while_the_backend_is_busy(
     double.state.hold.add("add")
 
     assert api_queue.submit("alice", Turn("held", "ok")) is True
-    await until(lambda: double.state.held == 1)
+    await await_until(lambda: double.state.held == 1)
     assert api_queue.submit("alice", Turn("also queued", "ok")) is True
     assert double.state.texts("alice") == []
 
@@ -131,7 +126,7 @@ async def test_a_full_queue_drops_and_counts(
 ) -> None:
     double.state.hold.add("add")
     api_queue.submit("alice", Turn("in flight", "x"))
-    await until(lambda: double.state.held == 1)
+    await await_until(lambda: double.state.held == 1)
 
     accepted = [api_queue.submit("alice", Turn(f"queued {i}", "x")) for i in range(4)]
 
@@ -153,7 +148,7 @@ async def test_close_counts_what_the_drain_window_left(
     double.state.hold.add("add")
     for i in range(3):
         queue.submit("alice", Turn(f"turn {i}", "x"))
-    await until(lambda: double.state.held == 1)
+    await await_until(lambda: double.state.held == 1)
 
     lost = await queue.close(0.05)
 

@@ -18,7 +18,7 @@ from router.memory.metrics import MemoryMetrics
 from router.memory.service import MemoryService, Outcome
 from router.memory.supermemory_api import SupermemoryApiBackend
 from router.memory.tap import AnthropicSSETap, OpenAISSETap
-from tests.memory.conftest import Double
+from tests.memory.conftest import Double, assistant, backend_metric, user
 
 SESSION = "54c1eb09-bc4c-4d2f-98eb-6d2ab2d5e2fe"
 CC_METADATA = {"user_id": json.dumps({"device_id": "d", "account_uuid": "", "session_id": SESSION})}
@@ -34,25 +34,8 @@ def openai(*messages: dict[str, Any], **extra: Any) -> bytes:
     return json.dumps({"model": "gpt-x", "messages": list(messages), **extra}).encode()
 
 
-def user(content: Any) -> dict[str, Any]:
-    return {"role": "user", "content": content}
-
-
-def assistant(content: Any) -> dict[str, Any]:
-    return {"role": "assistant", "content": content}
-
-
 TOOL_USE = assistant([{"type": "tool_use", "id": "t1", "name": "Read", "input": {}}])
 TOOL_RESULT = user([{"type": "tool_result", "tool_use_id": "t1", "content": "file text"}])
-
-
-def value(registry: CollectorRegistry, name: str, backend: str, **labels: str) -> float:
-    return registry.get_sample_value(name, {"backend": backend, **labels}) or 0.0
-
-
-@pytest.fixture
-def registry() -> CollectorRegistry:
-    return CollectorRegistry()
 
 
 @pytest.fixture
@@ -117,11 +100,14 @@ async def test_a_new_turn_gets_its_users_memories(
     assert content.endswith(f"{CLOSE_TAG}\n\nwhat is my favourite colour?")
     assert context is not None and context.new_turn and context.store
     assert (
-        value(registry, "memory_router_memory_retrievals_total", "local", outcome="injected") == 1
+        backend_metric(
+            registry, "memory_router_memory_retrievals_total", "local", outcome="injected"
+        )
+        == 1
     )
-    assert value(registry, "memory_router_memory_injected_sum", "local") == 1
+    assert backend_metric(registry, "memory_router_memory_injected_sum", "local") == 1
     assert (
-        value(
+        backend_metric(
             registry,
             "memory_router_memory_operations_total",
             "local",
@@ -198,7 +184,10 @@ async def test_a_slow_backend_costs_at_most_the_budget(
     assert (new, outcome) == (body, "skipped-timeout")
     assert context is not None and context.store  # the answer can still be stored
     name = "memory_router_memory_operations_total"
-    assert value(registry, name, "supermemory-api", operation="search", outcome="timeout") == 1
+    assert (
+        backend_metric(registry, name, "supermemory-api", operation="search", outcome="timeout")
+        == 1
+    )
     assert any("alice" in line and "0.050" in line for line in warnings)
     assert not any("secret question" in line for line in warnings)
 
@@ -216,7 +205,7 @@ async def test_a_failing_backend_is_skipped(
 
     assert (new, outcome) == (body, "skipped-error")
     assert (
-        value(
+        backend_metric(
             registry,
             "memory_router_memory_retrievals_total",
             "supermemory-api",

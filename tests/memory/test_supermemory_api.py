@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from router.memory.backend import MemoryBackendError, TransientMemoryError, Turn
 from router.memory.supermemory_api import API_VERSION, SupermemoryApiBackend
 from tests.memory.conftest import Double
+from tests.support.ports import closed_port
 
 
 def test_the_targeted_api_version() -> None:
@@ -114,9 +113,7 @@ async def test_a_wrong_key_is_a_permanent_error_without_the_key(double: Double) 
 
 
 async def test_an_unreachable_server_is_transient() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # bound but never listening: connections are refused
+    with closed_port() as port:  # bound but never listening: connections are refused
         backend = SupermemoryApiBackend.create(
             api_key="k", base_url=f"http://127.0.0.1:{port}", trust_env=False
         )

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from router.ratelimit import RedisRateLimiter
-from tests.redis_server import RedisServer, free_port  # noqa: F401  (re-exported for the tests)
+from tests.support.redis_server import RedisServer
 
 
 class FakeClock:

@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.support.ports import free_port
+from tests.support.configs import write_rules
+from tests.support.environment import clean_env
 from tests.support.processes import Process, Processes, rss_kib
+from tests.support.router_process import start_router_process
 from tests.wire.peer import Script, ScriptedUpstream
 
 KEY = "sm_wire_key_0123456789abcdef"
-RULES = """\
-user_id_mappings:
-  header_patterns:
-    - header: user-agent
-      pattern: "^OpenAIClientImpl/Java"
-      user_id: pycharm-ai-chat
-  default_user_id: default-dev
+RULES = """
+header_patterns:
+  - header: user-agent
+    pattern: "^OpenAIClientImpl/Java"
+    user_id: pycharm-ai-chat
+default_user_id: default-dev
 """
 
 
@@ -61,23 +60,13 @@ def upstream() -> Iterator[Callable[[Script], ScriptedUpstream]]:
 @pytest.fixture
 def router(tmp_path: Path) -> Iterator[Callable[..., Router]]:
     """Start the router CLI in front of an upstream: ``router(upstream, **env)``."""
-    exe = shutil.which("memory-router")
-    assert exe, "memory-router is not installed: pip install -e ."
     processes = Processes(tmp_path)
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES)
+    rules = write_rules(tmp_path / "rules.yaml", RULES)
 
     def start(upstream: ScriptedUpstream, **env: str) -> Router:
-        port = free_port()
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORY_ROUTER_")}
-        full_env.update({"SUPERMEMORY_API_KEY": KEY, "LOG_LEVEL": "WARNING", **env})
-        process = processes.start(
-            f"router-{port}",
-            [exe, "--port", str(port), "--litellm-url", upstream.url, "--config", str(rules)],
-            env=full_env,
-        )
-        process.wait_http_ok(f"http://127.0.0.1:{port}/health")
-        return Router(process, port)
+        full_env = clean_env(**{"SUPERMEMORY_API_KEY": KEY, "LOG_LEVEL": "WARNING", **env})
+        router = start_router_process(processes, upstream.url, full_env, config=rules)
+        return Router(router.process, int(router.url.rsplit(":", 1)[1]))
 
     yield start
     processes.stop_all()

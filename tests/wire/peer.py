@@ -177,6 +177,19 @@ class Received:
     def header(self, name: bytes) -> list[bytes]:
         return [v for n, v in self.headers if n == name.lower()]
 
+    def record(self, event: object) -> None:
+        """Keep what an h11 event of the answer carries."""
+        if isinstance(event, h11.InformationalResponse):
+            self.interim.append(event.status_code)
+        elif isinstance(event, h11.Response):
+            self.status = event.status_code
+            self.headers = [(n.lower(), v) for n, v in event.headers.raw_items()]
+        elif isinstance(event, h11.Data):
+            self.body += event.data
+        elif isinstance(event, h11.EndOfMessage):
+            self.trailers = list(event.headers.raw_items())
+            self.complete = True
+
 
 def parse_response(raw: bytes, *, method: bytes = b"POST") -> Received:
     """Parse the bytes a client received as one HTTP/1.1 exchange."""
@@ -191,18 +204,10 @@ def parse_response(raw: bytes, *, method: bytes = b"POST") -> Received:
             event = conn.next_event()
         except h11.RemoteProtocolError:
             return got
-        if isinstance(event, h11.InformationalResponse):
-            got.interim.append(event.status_code)
-        elif isinstance(event, h11.Response):
-            got.status = event.status_code
-            got.headers = [(n.lower(), v) for n, v in event.headers.raw_items()]
-        elif isinstance(event, h11.Data):
-            got.body += event.data
-        elif isinstance(event, h11.EndOfMessage):
-            got.trailers = list(event.headers.raw_items())
-            got.complete = True
+        if event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
             return got
-        elif event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
+        got.record(event)
+        if got.complete:
             return got
 
 
@@ -241,15 +246,8 @@ def exchanges(
                     conn.receive_data(chunk)
                     if not chunk:
                         raise AssertionError(f"connection closed mid-answer: {received.raw!r}")
-                elif isinstance(event, h11.InformationalResponse):
-                    received.interim.append(event.status_code)
-                elif isinstance(event, h11.Response):
-                    received.status = event.status_code
-                    received.headers = [(n.lower(), v) for n, v in event.headers.raw_items()]
-                elif isinstance(event, h11.Data):
-                    received.body += event.data
-                elif isinstance(event, h11.EndOfMessage):
-                    received.complete = True
+                else:
+                    received.record(event)
             got.append(received)
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                 break

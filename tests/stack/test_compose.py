@@ -127,8 +127,10 @@ def services(compose: dict[str, Any]) -> dict[str, Any]:
 def test_three_services_on_one_user_defined_network(compose: dict[str, Any]) -> None:
     default = {n for n, svc in compose["services"].items() if "profiles" not in svc}
     assert default == SERVICES
-    # the one optional service: Redis for shared rate limits, behind a profile
+    # the optional services, each behind a profile: Redis for shared rate limits, and
+    # Grafana (tests/stack/test_grafana.py)
     assert compose["services"]["redis"]["profiles"] == ["redis"]
+    assert compose["services"]["grafana"]["profiles"] == ["grafana"]
     assert compose["services"]["redis"]["image"].startswith("redis:7.")
     networks = compose.get("networks") or {}
     assert len(networks) == 1, "expected exactly one user-defined network"

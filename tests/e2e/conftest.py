@@ -47,7 +47,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import yaml
 
 from tests.support.environment import clean_env, loopback_without_proxy
 from tests.support.processes import Process
@@ -57,7 +56,6 @@ from .services import (
     LITELLM_CONFIG,
     LOG_DIR,
     MEMORY_BUDGET,
-    PROMETHEUS_CONFIG,
     REPO,
     ApiDouble,
     BackendRouter,
@@ -68,11 +66,11 @@ from .services import (
     Provider,
     Router,
     Secrets,
-    adapt_prometheus_config,
     double_argv,
     double_env,
     in_ci,
     litellm_argv,
+    running_prometheus,
     serving,
     shipped_router_argv,
 )
@@ -214,27 +212,9 @@ def router(litellm: LiteLLM, e2e_secrets: Secrets, session_tmp: Path) -> Iterato
 
 @pytest.fixture(scope="session")
 def prometheus(prometheus_bin: Path, router: Router, session_tmp: Path) -> Iterator[Prometheus]:
-    if not PROMETHEUS_CONFIG.exists():
-        pytest.fail(f"{PROMETHEUS_CONFIG} is missing", pytrace=False)
     workdir = session_tmp / "prometheus"
-    workdir.mkdir()
-    config_path = workdir / "prometheus.yml"
-    router_target = router.url.removeprefix("http://")
-    config_path.write_text(
-        yaml.safe_dump(
-            adapt_prometheus_config(PROMETHEUS_CONFIG, router_target=router_target, interval="1s")
-        )
-    )
-    def argv(port: int) -> list[str]:
-        return [
-            str(prometheus_bin),
-            f"--config.file={config_path}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ]
-
-    with serving("prometheus", "prometheus", argv, env=clean_env(), cwd=workdir) as (proc, url):
-        yield Prometheus(url=url, config=config_path, process=proc)
+    with running_prometheus("prometheus", prometheus_bin, router.url, workdir) as prometheus:
+        yield prometheus
 
 
 # --------------------------------------------------------------------------- memory backends

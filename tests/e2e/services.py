@@ -218,6 +218,35 @@ class NetworkTrap:
         self._sock.close()
 
 
+@contextlib.contextmanager
+def running_prometheus(
+    name: str, prometheus_bin: Path, router_url: str, workdir: Path
+) -> Iterator[Prometheus]:
+    """Prometheus as ``name``, with the project's config pointed at the router at
+    ``router_url`` and scraping it every second; its config and data in ``workdir``."""
+    if not PROMETHEUS_CONFIG.exists():
+        pytest.fail(f"{PROMETHEUS_CONFIG} is missing", pytrace=False)
+    workdir.mkdir()
+    config_path = workdir / "prometheus.yml"
+    router_target = router_url.removeprefix("http://")
+    config_path.write_text(
+        yaml.safe_dump(
+            adapt_prometheus_config(PROMETHEUS_CONFIG, router_target=router_target, interval="1s")
+        )
+    )
+
+    def argv(port: int) -> list[str]:
+        return [
+            str(prometheus_bin),
+            f"--config.file={config_path}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address={HOST}:{port}",
+        ]
+
+    with serving(name, "prometheus", argv, env=clean_env(), cwd=workdir) as (proc, url):
+        yield Prometheus(url=url, config=config_path, process=proc)
+
+
 def adapt_prometheus_config(source: Path, *, router_target: str, interval: str) -> dict[str, Any]:
     """The project's Prometheus config, pointed at the loopback router.
 

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from router.api_keys import digest
+from router.config_source import packaged_config_path
 from router.exceptions import InvalidCustomHeader
-from router.memory_router import default_config_path
 from router.rules import RoutingRules, decide, load_rules, parse_rules
 from tests.conftest import RouterFactory
 from tests.doubles.fake_litellm import FakeUpstream
@@ -109,7 +109,7 @@ def test_defaults_for_custom_header() -> None:
 
 
 # Real User-Agent strings, as the clients send them today.
-SHIPPED = load_rules(default_config_path())
+SHIPPED = load_rules(packaged_config_path())
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,10 @@ These are served by FastAPI; every other path goes to the proxy, except that all
 ``/memory-routing/info`` and the memory endpoints can be limited to loopback callers or
 to a bearer token (``control_access``); the health endpoints are always open.
 
+``/memory-routing/info`` shows the caller's decision, the rules file in use and why
+(``router.config_source``), and the caller's rate limit with what is left of it, read
+with the limiter's ``peek``, which takes nothing.
+
 The memory endpoints act on the caller's own id, decided by the same rules as a
 proxied request (a header the rules refuse is refused here too); no parameter can
 name another id. Their errors, like every refusal here, come in the caller's API

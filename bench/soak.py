@@ -107,7 +107,7 @@ def soak(command: list[str] | None, args: argparse.Namespace) -> dict[str, Any] 
             router_argv(
                 router_port, f"http://{HOST}:{up_port}", log_level="WARNING", command=command
             ),
-            env=clean_env(SUPERMEMORY_API_KEY="sm_soak"),
+            env=clean_env(SUPERMEMORY_API_KEY="sm_soak_key_0123"),
         )
         url = f"http://{HOST}:{router_port}"
         wait_ready(router, f"{url}/health", 30)

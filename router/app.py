@@ -22,13 +22,14 @@ import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from router.config_source import ConfigSource, find_config
 from router.control import CONTROL_PATHS, CONTROL_PREFIXES, build_control_app
 from router.logs import LOGGER_NAME, redact_handlers
 from router.memory.factory import open_admin, open_service
 from router.memory.manage import MemoryAdmin
 from router.memory.metrics import MemoryMetrics
 from router.memory.service import MemoryService
-from router.memory_router import MemoryRouter, default_config_path
+from router.memory_router import MemoryRouter
 from router.metrics import Metrics
 from router.proxy import Proxy, Receive, Scope, Send
 from router.ratelimit import RateLimiter, build_rate_limiter
@@ -101,11 +102,14 @@ def create_app(
     rate_limiter: RateLimiter | None = None,
     logger: logging.Logger | None = None,
     memory: MemoryService | None = None,
+    config_source: ConfigSource | None = None,
 ) -> RouterApp:
     """Build an isolated router app.
 
-    ``router`` defaults to the rules in ``settings.config`` (or the packaged
-    rules); pass a ``MemoryRouter`` subclass to plug in your own id lookup.
+    ``config_source`` is the rules file to run and watch, and why (the CLI passes the
+    one its ``--config`` chose); by default ``settings.config``, else the file
+    ``router.config_source.find_config`` finds. ``router`` defaults to those rules;
+    pass a ``MemoryRouter`` subclass to plug in your own id lookup.
     ``registry`` defaults to a fresh ``CollectorRegistry``. An ``http_client``
     you pass is used through ``HttpxUpstream`` and stays yours to close; without
     one, the router uses aiohttp (``router.upstream``) and closes it at shutdown. The
@@ -115,8 +119,9 @@ def create_app(
     Without one, the app opens the backend ``settings.memory_backend`` names, if the
     router does memory itself, and drains and closes it at shutdown.
     """
+    source = config_source if config_source is not None else find_config(settings.config)
     if router is None:
-        router = MemoryRouter(settings.config)
+        router = MemoryRouter(source.path)
     if registry is None:
         registry = CollectorRegistry()
     upstream: Upstream
@@ -156,7 +161,7 @@ def create_app(
         )
     reloader = ConfigReloader(
         router,
-        settings.config or default_config_path(),
+        source,
         metrics,
         log,
         force_polling=settings.watch_force_polling,
@@ -200,6 +205,7 @@ def create_app(
         on_shutdown=shutdown,
         memory=admin,
         logger=log,
+        limiter=limiter,
     )
     proxy = Proxy(
         settings=settings,

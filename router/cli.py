@@ -10,7 +10,11 @@
 Exit codes: 0 success; 1 the headers given to ``explain`` are refused (the
 proxy would answer them with the status printed), or ``memories forget`` found
 nothing by that id, or the memory backend failed; 2 bad settings, bad config, a
-missing optional package, no memory backend to ask, or bad usage.
+missing optional package, no memory backend to ask, or bad usage; 141 the reader of
+the output went away before it was all written (``memory-router check | head -1``).
+
+Which rules file ``serve``, ``explain`` and ``check`` use, and why, is
+``router.config_source``'s choice; each of them prints it.
 """
 
 from __future__ import annotations
@@ -19,23 +23,36 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from router import __version__
+from router.config_source import ConfigSource, find_config
 from router.errors import error_for
 from router.exceptions import MemoryBackendError, RequestRefused, SetupError
 from router.headers import memory_header_names
 from router.memory.backend import Memory
 from router.memory.factory import open_admin
-from router.memory_router import MemoryRouter, default_config_path
+from router.memory_router import MemoryRouter
 from router.rules import RoutingRules
 from router.settings import LOG_LEVELS, Settings, load_settings
 from router.user_ids import USER_ID_RULE, is_valid_user_id
 
 COMMANDS = ("serve", "explain", "check", "memories")
 EXIT_OK, EXIT_REFUSED, EXIT_CONFIG = 0, 1, 2
+# What a shell reports for a command killed by SIGPIPE (128 + 13): the reader of its
+# output went away (``memory-router check | head -1``).
+EXIT_BROKEN_PIPE = 141
+# What every key in .env.example holds until it is replaced.
+PLACEHOLDER = "REPLACE_ME"
+
+
+CONFIG_HELP = (
+    "routing config YAML (env MEMORY_ROUTER_CONFIG; else ./router/config.yaml in a "
+    "checkout, else ~/.config/memory-router/config.yaml, else the packaged rules)"
+)
 
 
 def _header(text: str) -> tuple[str, str]:
@@ -52,18 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
         "Supermemory user id.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # Without a command the router serves, so the server's flags belong in this help
+    # too. They are only shown here: main() hands every server flag to ``serve``.
+    _add_serve_flags(
+        parser.add_argument_group(
+            "server options",
+            "memory-router with no command (or `memory-router serve`) runs the proxy",
+        ),
+        default=argparse.SUPPRESS,
+    )
     commands = parser.add_subparsers(dest="command")
 
     serve = commands.add_parser("serve", help="run the proxy (the default command)")
-    serve.add_argument("--host", help="address to listen on (env MEMORY_ROUTER_HOST; 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (env MEMORY_ROUTER_PORT; 8765)")
-    serve.add_argument(
-        "--litellm-url", help="LiteLLM proxy base URL (env LITELLM_URL; http://localhost:4000)"
-    )
-    serve.add_argument("--config", help="routing config YAML (env MEMORY_ROUTER_CONFIG)")
-    serve.add_argument(
-        "--log-level", type=str.upper, choices=LOG_LEVELS, help="log level (env LOG_LEVEL; INFO)"
-    )
+    _add_serve_flags(serve)
 
     explain = commands.add_parser("explain", help="show which user id some headers get")
     explain.add_argument(
@@ -76,11 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="'NAME: VALUE'",
         help="a request header; repeat for more",
     )
-    explain.add_argument("--config", help="routing config YAML (env MEMORY_ROUTER_CONFIG)")
+    explain.add_argument("--config", help=CONFIG_HELP)
     explain.add_argument("--json", action="store_true", help="print JSON")
 
     check = commands.add_parser("check", help="validate a config and print its rules")
-    check.add_argument("--config", help="routing config YAML (env MEMORY_ROUTER_CONFIG)")
+    check.add_argument("--config", help=CONFIG_HELP)
 
     memories = commands.add_parser(
         "memories",
@@ -103,6 +121,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_serve_flags(group: Any, default: Any = None) -> None:
+    """The server's flags, on the ``serve`` parser or a group of the top-level one."""
+    group.add_argument(
+        "--host", default=default, help="address to listen on (env MEMORY_ROUTER_HOST; 127.0.0.1)"
+    )
+    group.add_argument(
+        "--port", type=int, default=default, help="port to listen on (env MEMORY_ROUTER_PORT; 8765)"
+    )
+    group.add_argument(
+        "--litellm-url",
+        default=default,
+        help="LiteLLM proxy base URL (env LITELLM_URL; http://localhost:4000)",
+    )
+    group.add_argument("--config", default=default, help=CONFIG_HELP)
+    group.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default=default,
+        help="log level (env LOG_LEVEL; INFO)",
+    )
+
+
 def _user_id(text: str) -> str:
     if not is_valid_user_id(text):
         raise argparse.ArgumentTypeError(f"invalid user id {text!r}: must be {USER_ID_RULE}")
@@ -110,6 +151,26 @@ def _user_id(text: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``memory-router`` command. A reader that goes away early (``| head``) ends it
+    quietly with ``EXIT_BROKEN_PIPE``, whichever command was printing."""
+    try:
+        try:
+            code = _main(argv)
+        except SystemExit:  # argparse's --help, --version and usage errors
+            sys.stdout.flush()
+            raise
+        sys.stdout.flush()  # here, where a broken pipe can still be caught
+    except BrokenPipeError:
+        # Python would flush stdout again at exit and fail the same way: point it at
+        # /dev/null first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or (
         args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help", "--version")
@@ -132,13 +193,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
 
 
-def _router_for(config: str | None) -> tuple[Settings, MemoryRouter]:
+def config_source(settings: Settings, flag: str | None) -> ConfigSource:
+    """The rules file a command runs: ``--config``, else what ``settings`` hold from the
+    environment, else the checkout's, the user's or the packaged one."""
+    return find_config(settings.config, from_flag=flag is not None)
+
+
+def _router_for(config: str | None) -> tuple[Settings, ConfigSource, MemoryRouter]:
     settings = load_settings(config=config)
-    return settings, MemoryRouter(settings.config)
+    source = config_source(settings, config)
+    return settings, source, MemoryRouter(source.path)
 
 
 def explain(args: argparse.Namespace) -> int:
-    settings, router = _router_for(args.config)
+    settings, source, router = _router_for(args.config)
     headers: dict[str, str] = {}
     for name, value in args.headers:
         key = name.lower()
@@ -154,6 +222,7 @@ def explain(args: argparse.Namespace) -> int:
         litellm_end_user=settings.litellm_end_user_header,
         supermemory=settings.supermemory_headers,
     )
+    info["config"] = {**info["config"], **source.as_dict()}
     if args.json:
         print(json.dumps({**info, "injected_headers": injected}, indent=2))
         return EXIT_OK
@@ -167,6 +236,7 @@ def explain(args: argparse.Namespace) -> int:
             f"pattern={matched['pattern']}"
         )
     print(f"config:   {info['config']['path']} (sha256 {info['config']['sha256']})")
+    print(f"from:     {source.origin}: {source.reason}")
     print(f"injects:  {', '.join(injected) or '-'}")
     print(f"memory:   {settings.memory_backend}")
     return EXIT_OK
@@ -182,9 +252,10 @@ def _rule_table(rules: RoutingRules) -> list[str]:
 
 
 def check(args: argparse.Namespace) -> int:
-    _, router = _router_for(args.config)
+    _, source, router = _router_for(args.config)
     rules = router.rules
     print(f"config:         {rules.source} (sha256 {rules.digest})")
+    print(f"from:           {source.origin}: {source.reason}")
     print(f"custom header:  {rules.custom_header}")
     print(f"default:        {rules.default_user_id}")
     for line in _rule_table(rules):
@@ -276,21 +347,25 @@ def serve(args: argparse.Namespace) -> int:
     settings = serve_settings(args)
     configure_logging(settings.log_level_number, settings.secrets)
     log = logging.getLogger(LOGGER_NAME)
-    router = MemoryRouter(settings.config)
+    source = config_source(settings, args.config)
+    router = MemoryRouter(source.path)
     rules = router.rules
     _warn_about_the_key(settings, log)
+    _warn_about_the_master_key(settings, log)
     log.info(
-        "memory-router %s on http://%s:%d -> %s; config %s (%d rules, default %s); memory %s",
+        "memory-router %s on http://%s:%d -> %s; config %s, %d rules, default %s, "
+        "rate limits: %s; memory %s",
         __version__,
         settings.host,
         settings.port,
         settings.litellm_url,
-        rules.source if settings.config else f"{default_config_path()} (packaged)",
+        source.describe(),
         len(rules.patterns),
         rules.default_user_id,
+        rules.limits.describe(),
         _memory_summary(settings),
     )
-    app = create_app(settings, router=router, logger=log)
+    app = create_app(settings, router=router, logger=log, config_source=source)
     return EXIT_OK if run(app, settings) else EXIT_CONFIG
 
 
@@ -316,8 +391,20 @@ def _warn_about_the_key(settings: Settings, log: logging.Logger) -> None:
             "SUPERMEMORY_API_KEY is not set: requests will carry x-sm-user-id but no "
             "x-supermemory-api-key, and Supermemory will not store memories"
         )
-    elif "REPLACE_ME" in key:
+    elif PLACEHOLDER in key:
         log.warning(
             "SUPERMEMORY_API_KEY is still the placeholder from .env.example: "
             "Supermemory will reject every request; put your key in .env"
+        )
+
+
+def _warn_about_the_master_key(settings: Settings, log: logging.Logger) -> None:
+    """LiteLLM's key is not the router's business, but the placeholder from .env.example
+    is public: say so wherever the router can see it (the environment or .env)."""
+    key = settings.litellm_master_key
+    if key is not None and PLACEHOLDER in key.get_secret_value():
+        log.warning(
+            "LITELLM_MASTER_KEY is still the placeholder from .env.example, which anyone "
+            "can read: generate a key of your own (see .env.example), put it in .env and "
+            "restart LiteLLM and your clients with it"
         )

@@ -143,7 +143,7 @@ def parse_config(text: str, *, source: str = "<memory>") -> ConfigFile:
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{source}: {describe_yaml_error(exc)}") from None
     try:
         config = RouterConfig.model_validate({} if document is None else document)
     except ValidationError as exc:
@@ -162,6 +162,29 @@ def load_config(path: str | Path) -> ConfigFile:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: config is not UTF-8 text") from None
     return parse_config(text, source=str(path))
+
+
+def describe_yaml_error(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line, with the line and column (counted from 1) where it was
+    found, and where the construct it broke began; PyYAML's own message names the text
+    "<unicode string>" rather than the file."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        message = (
+            f"line {mark.line + 1}, column {mark.column + 1}: not valid YAML: "
+            f"{exc.problem or 'syntax error'}"
+        )
+        if exc.context:
+            started = exc.context_mark
+            where = (started.line, started.column) if started is not None else None
+            if where is not None and where != (mark.line, mark.column):
+                line, column = where[0] + 1, where[1] + 1
+                message += f" ({exc.context} that began at line {line}, column {column})"
+            else:
+                message += f" ({exc.context})"
+        return message
+    plain = " ".join(str(exc).split())
+    return "not valid YAML: " + plain.replace('in "<unicode string>", ', "at ")
 
 
 # Lists whose items a reader counts: "header_patterns[1] (rule 2)".

@@ -5,6 +5,10 @@ These are served by FastAPI; every other path goes to the proxy, except that all
 ``/memory-routing/info`` and the memory endpoints can be limited to loopback callers or
 to a bearer token (``control_access``); the health endpoints are always open.
 
+``/memory-routing/info`` shows the caller's decision, the rules file in use and why
+(``router.config_source``), and the caller's rate limit with what is left of it, read
+with the limiter's ``peek``, which takes nothing.
+
 The memory endpoints act on the caller's own id, decided by the same rules as a
 proxied request (a header the rules refuse is refused here too); no parameter can
 name another id. Their errors, like every refusal here, come in the caller's API
@@ -42,6 +46,7 @@ from router.memory.backend import Memory
 from router.memory.manage import DEFAULT_LIMIT, MAX_LIMIT, MemoryAdmin
 from router.memory_router import MemoryRouter
 from router.metrics import Metrics
+from router.ratelimit import Budget, Limit, RateLimiter
 from router.reload import ConfigReloader
 from router.settings import Settings
 from router.upstream import Upstream
@@ -96,6 +101,7 @@ def build_control_app(
     on_shutdown: Callable[[], Awaitable[None]] | None = None,
     memory: MemoryAdmin | None = None,
     logger: logging.Logger | None = None,
+    limiter: RateLimiter | None = None,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -184,6 +190,11 @@ def build_control_app(
         info["litellm_url"] = settings.litellm_url
         if reloader is not None:
             info["config"] = {**info["config"], **reloader.status()}
+        limit = router.rules.limits.for_user(info["user_id"])
+        info["rate_limit"] = None
+        if limit is not None:
+            left = await limiter.peek(info["user_id"], limit) if limiter is not None else None
+            info["rate_limit"] = _rate_limit_json(limit, left)
         return redacted(info)
 
     async def caller(request: Request) -> tuple[str, MemoryAdmin]:
@@ -236,6 +247,28 @@ def _limit(raw: str | None) -> int:
     if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
         raise InvalidLimit
     return int(value)
+
+
+def _rate_limit_json(limit: Limit, left: Budget | None) -> dict[str, Any]:
+    """The limit an id has and what is left of it; ``remaining`` is ``None`` when the
+    limiter cannot tell (Redis is down)."""
+    requests = limit.requests_per_minute is not None
+    tokens = limit.tokens_per_minute is not None
+    remaining = None
+    if left is not None:
+        remaining = {
+            "requests": left.requests,
+            "tokens": left.tokens,
+            "requests_full_in_seconds": round(left.requests_full_in, 3),
+            "tokens_full_in_seconds": round(left.tokens_full_in, 3),
+        }
+    return {
+        "requests_per_minute": limit.requests_per_minute,
+        "burst": limit.effective_burst if requests else None,
+        "tokens_per_minute": limit.tokens_per_minute,
+        "token_burst": limit.effective_token_burst if tokens else None,
+        "remaining": remaining,
+    }
 
 
 def _memory_json(memory: Memory) -> dict[str, Any]:

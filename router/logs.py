@@ -10,6 +10,10 @@ writes, whichever logger made it (``memory_router``, ``memory_router.ratelimit``
 - ``create_app`` puts the filter on the handlers its logger's records reach when the
   app is built, for apps embedded in a program that configured logging itself. A
   handler added later needs ``RedactingFilter(settings.secrets)`` added to it too.
+
+Only secrets of at least ``MIN_SECRET_LENGTH`` characters are scrubbed: replacing a
+one-character "secret" everywhere would mangle every line and hide nothing. The
+settings refuse a Supermemory key or control token shorter than that at start-up.
 """
 
 from __future__ import annotations
@@ -21,15 +25,17 @@ from collections.abc import Iterable
 LOGGER_NAME = "memory_router"
 FORMAT = "%(asctime)s | %(levelname)-8s | %(name)s | %(message)s"
 REDACTED = "[redacted]"
+MIN_SECRET_LENGTH = 8
 _TRACEBACKS = logging.Formatter()
 
 
 class RedactingFilter(logging.Filter):
-    """Replaces each secret with ``[redacted]`` in a record's message, traceback and stack."""
+    """Replaces each secret with ``[redacted]`` in a record's message, traceback and stack.
+    Values shorter than ``MIN_SECRET_LENGTH`` are not secrets it can scrub: ignored."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self.secrets: set[str] = {s for s in secrets if s}
+        self.secrets: set[str] = set(scrubbable(secrets))
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:
@@ -54,10 +60,15 @@ class RedactingFilter(logging.Filter):
         return text
 
 
+def scrubbable(secrets: Iterable[str]) -> list[str]:
+    """The secrets long enough to scrub."""
+    return [s for s in secrets if len(s) >= MIN_SECRET_LENGTH]
+
+
 def redact_handlers(logger: logging.Logger, secrets: Iterable[str]) -> None:
     """Scrub ``secrets`` in every handler that records of ``logger`` (and of its
     children) reach now; with none, in ``logging.lastResort``, which Python uses then."""
-    wanted = [s for s in secrets if s]
+    wanted = scrubbable(secrets)
     if not wanted:
         return
     handlers: list[logging.Handler] = []

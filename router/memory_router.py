@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from router.config_source import find_config
 from router.exceptions import DetectUserIdError
 from router.headers import inject_memory_headers, lower_keys
 from router.rules import Decision, RoutingRules, decide, load_rules, make_cached_decider
@@ -24,8 +24,9 @@ CachedDecider = Callable[[tuple[str | None, ...]], Decision]
 
 
 def default_config_path() -> Path:
-    """The rules shipped inside the package (``router/config.yaml``)."""
-    return Path(str(resources.files("router").joinpath("config.yaml")))
+    """The rules file used when none is named: ``./router/config.yaml`` in a checkout,
+    else the per-user file, else the packaged defaults (``router.config_source``)."""
+    return find_config(None).path
 
 
 class MemoryRouter:

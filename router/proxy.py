@@ -13,7 +13,9 @@ server adds later (a chunked request's trailer fields, for example) can change
 them.
 
 The answer's bytes are relayed as they arrive. A watcher notices a client that
-hangs up and cancels the upstream call at once.
+hangs up and cancels the upstream call at once. A small 400 or 500 answer is also
+read as it passes (``router.hints``): when it is one of LiteLLM's misleading answers
+about the client's key, one log line names the likely cause.
 
 Memory in the router (the ``supermemory-api`` and ``local`` backends): a chat request
 goes through ``MemoryService.prepare`` before it is forwarded (memories found for the
@@ -31,6 +33,7 @@ import logging
 from time import perf_counter
 from typing import Any
 
+from router.api_keys import KEY_HEADERS, api_key_from
 from router.errors import (
     UPSTREAM_UNREACHABLE,
     ApiFormat,
@@ -52,6 +55,7 @@ from router.headers import (
     request_id_from,
     upstream_headers,
 )
+from router.hints import PEEK_BYTES, hint_for, wants_peek
 from router.memory.service import HEADER as MEMORY_HEADER
 from router.memory.service import MemoryContext, MemoryService, Outcome
 from router.memory.tap import TextTap
@@ -390,7 +394,7 @@ class Proxy:
             await self._reply(send, x, error_for(exc), extra)
             return
         try:
-            await self._relay(x, status, answer_headers, answer, send, watch)
+            await self._relay(x, status, answer_headers, answer, send, watch, headers)
         finally:
             await answer.aclose()
 
@@ -402,12 +406,14 @@ class Proxy:
         answer: Body,
         send: Send,
         watch: _Disconnect,
+        request_headers: RawHeaders,
     ) -> None:
         """Relay the upstream's answer chunk by chunk; then count its tokens and, with
         memory in the router, queue the turn for storage."""
         metrics = self._metrics
         content_type: bytes | None = None
         content_encoding: bytes | None = None
+        content_length: bytes | None = None
         has_length = False
         relayed: list[tuple[bytes, bytes]] = []
         # 204 and 304 carry no body whatever their Content-Length says (RFC 9110
@@ -423,6 +429,7 @@ class Proxy:
                 if bodyless:
                     continue
                 has_length = True
+                content_length = value
             relayed.append((lname, value))
         x.status = str(status)
         down = downstream_headers(relayed, request_id=x.request_id)
@@ -435,6 +442,10 @@ class Proxy:
             text = x.memory.tap(
                 status=status, content_type=content_type, content_encoding=content_encoding
             )
+        # A copy of the start of a small error answer, for router.hints; None otherwise.
+        peek: bytearray | None = None
+        if status >= 400 and wants_peek(status, content_type, content_encoding, content_length):
+            peek = bytearray()
         first = True
         try:
             async for chunk in answer:
@@ -446,6 +457,8 @@ class Proxy:
                     tap.feed(chunk)
                 if text is not None:
                     text.feed(chunk)
+                if peek is not None and len(peek) < PEEK_BYTES:
+                    peek += chunk[: PEEK_BYTES - len(peek)]
         except UpstreamError as exc:
             self._upstream_failed(x, exc, " mid-response")
             watch.finishing = True
@@ -455,6 +468,8 @@ class Proxy:
             metrics.ttfb_of(x.user, x.route).observe(perf_counter() - x.start)
         watch.finishing = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if peek is not None:
+            self._hint(x, status, bytes(peek), request_headers)
         if x.memory is not None and self._memory is not None:
             # The answer ended normally: queue the turn (never waits).
             self._memory.finish(x.memory, text)
@@ -469,6 +484,17 @@ class Proxy:
                     await self._limiter.add_tokens(
                         x.decision.user_id, limit, usage.prompt + usage.completion
                     )
+
+    def _hint(self, x: Exchange, status: int, body: bytes, request_headers: RawHeaders) -> None:
+        """Log the likely cause of one of LiteLLM's misleading answers (router.hints)."""
+        keys = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in request_headers
+            if name.decode("latin-1").lower() in KEY_HEADERS
+        }
+        hint = hint_for(status, body, has_key=api_key_from(keys) is not None)
+        if hint is not None:
+            self._log.warning("%s hint: %s", x.rid, hint)
 
     def _upstream_failed(self, x: Exchange, exc: UpstreamError, where: str) -> None:
         self._metrics.upstream_errors.labels(x.user, exc.kind).inc()

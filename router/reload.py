@@ -20,6 +20,7 @@ from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from router.config_source import ConfigSource
 from router.exceptions import ConfigError
 from router.memory_router import MemoryRouter
 from router.metrics import Metrics
@@ -70,12 +71,13 @@ class ReloadMetrics:
 
 
 class ConfigReloader:
-    """Reloads ``path`` into ``router`` and keeps the outcome for status and metrics."""
+    """Reloads the rules file ``source`` names into ``router`` and keeps the outcome for
+    status and metrics."""
 
     def __init__(
         self,
         router: MemoryRouter,
-        path: Path,
+        source: ConfigSource,
         metrics: Metrics,
         logger: logging.Logger,
         *,
@@ -83,7 +85,8 @@ class ConfigReloader:
         debounce_ms: int = 200,
     ) -> None:
         self.router = router
-        self.path = path
+        self.source = source
+        self.path = source.path
         self._metrics = metrics
         self._reload_metrics = ReloadMetrics(metrics.registry)
         self._reload_metrics.active(router.rules.digest)
@@ -108,18 +111,21 @@ class ConfigReloader:
                 )
             else:
                 ok, error = True, None
-                changed = rules.digest != self.router.rules.digest
+                old = self.router.rules
+                changed = rules.digest != old.digest
                 self.router.rules = rules
                 self._metrics.user_ids.set_always(rules.known_user_ids())
                 self._reload_metrics.active(rules.digest)
                 self.loaded_at = time.time()
                 self._log.info(
-                    "config reloaded (%s): %s sha256 %s, %d rules%s",
+                    "config reloaded (%s): %s sha256 %s, %d rules, rate limits: %s (%s)%s",
                     trigger,
                     rules.source,
                     rules.digest,
                     len(rules.patterns),
-                    "" if changed else " (unchanged)",
+                    rules.limits.describe(),
+                    "changed" if rules.limits != old.limits else "unchanged",
+                    "" if changed else "; file unchanged",
                 )
             self.last = ReloadStatus(time.time(), trigger, ok, error)
             self._reload_metrics.reloads.labels(trigger, "success" if ok else "failure").inc()
@@ -130,7 +136,7 @@ class ConfigReloader:
     def status(self) -> dict[str, object]:
         rules = self.router.rules
         return {
-            "path": str(self.path),
+            **self.source.as_dict(),
             "sha256": rules.digest,
             "loaded_at": self.loaded_at,
             "last_reload": self.last.as_dict() if self.last else None,

@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from router.exceptions import SettingsError
+from router.logs import MIN_SECRET_LENGTH
 
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
@@ -49,6 +50,11 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL", "MEMORY_ROUTER_LOG_LEVEL"))
     supermemory_api_key: SecretStr | None = Field(
         None, validation_alias=_env("SUPERMEMORY_API_KEY", "MEMORY_ROUTER_SUPERMEMORY_API_KEY")
+    )
+    # LiteLLM's key: the router never uses it. It is read only to warn about the
+    # placeholder from .env.example, and to keep it out of the logs.
+    litellm_master_key: SecretStr | None = Field(
+        None, validation_alias=_env("LITELLM_MASTER_KEY")
     )
 
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1)
@@ -80,6 +86,11 @@ class Settings(BaseSettings):
             raise ValueError("control_access=token needs MEMORY_ROUTER_CONTROL_TOKEN to be set")
         return self
 
+    @field_validator("config", mode="before")
+    @classmethod
+    def _blank_config(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("litellm_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
@@ -109,7 +120,21 @@ class Settings(BaseSettings):
         # The key goes into a header: refuse anything that could break one.
         if any(not (0x21 <= ord(c) <= 0x7E) for c in raw):
             raise ValueError("contains whitespace, control or non-ASCII characters")
+        # A secret this short is a mistake, and one the log filter could not scrub
+        # without mangling every line that holds its characters.
+        if len(raw) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"is {len(raw)} character{'s' if len(raw) != 1 else ''} long: too short "
+                f"to be a real key (at least {MIN_SECRET_LENGTH})"
+            )
         return SecretStr(raw)
+
+    @field_validator("litellm_master_key")
+    @classmethod
+    def _blank_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return SecretStr(value.get_secret_value().strip())
 
     @field_validator("redis_url")
     @classmethod
@@ -126,11 +151,19 @@ class Settings(BaseSettings):
 
     @property
     def secrets(self) -> list[str]:
-        """Values that must never appear in a log line."""
+        """Values that must never appear in a log line or an answer: those long enough
+        to scrub (``router.logs.MIN_SECRET_LENGTH``; the router's own keys are refused
+        when shorter)."""
+        held = (
+            self.supermemory_api_key,
+            self.control_token,
+            self.redis_url,
+            self.litellm_master_key,
+        )
         return [
             s.get_secret_value()
-            for s in (self.supermemory_api_key, self.control_token, self.redis_url)
-            if s is not None
+            for s in held
+            if s is not None and len(s.get_secret_value()) >= MIN_SECRET_LENGTH
         ]
 
     @property

@@ -128,6 +128,43 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "user_id_mappings:\n  default_user_id: x\n  bad: : y\n",
+            "line 3, column 8: not valid YAML: mapping values are not allowed here",
+        ),
+        (
+            "user_id_mappings: {a: [1, 2\nb: 3\n",
+            "line 2, column 2: not valid YAML: expected ',' or ']', but got ':' "
+            "(while parsing a flow sequence that began at line 1, column 23)",
+        ),
+        (
+            'user_id_mappings:\n  default_user_id: "open\n',
+            "line 3, column 1: not valid YAML: found unexpected end of stream "
+            "(while scanning a quoted scalar that began at line 2, column 20)",
+        ),
+        (
+            "user_id_mappings:\n\tdefault_user_id: x\n",
+            "line 2, column 1: not valid YAML: found character '\\t' that cannot start any "
+            "token (while scanning for the next token)",
+        ),
+        ("a: \x07\n", "not valid YAML: unacceptable character #x0007"),
+    ],
+)
+def test_a_yaml_error_names_the_file_line_and_column(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = tmp_path / "routing.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_rules(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {expected}")
+    assert "<unicode string>" not in message and "\n" not in message
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config"):
         load_rules(tmp_path / "nope.yaml")

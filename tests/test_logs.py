@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from router.app import create_app
-from router.logs import REDACTED, RedactingFilter
+from router.logs import MIN_SECRET_LENGTH, REDACTED, RedactingFilter
 from router.server import server_config
 from router.settings import Settings
 from tests.conftest import SM_KEY, Launch
@@ -52,6 +52,25 @@ def _record(msg: str, *args: object, exc: bool = False) -> logging.LogRecord:
 def test_filter_scrubs_the_message(record: logging.LogRecord, message: str) -> None:
     assert RedactingFilter([SECRET, ""]).filter(record) is True
     assert record.getMessage() == message
+
+
+@pytest.mark.parametrize("short", ["x", "e", "1234567"])
+def test_a_value_too_short_to_be_a_secret_is_not_scrubbed(short: str) -> None:
+    # Scrubbing one character everywhere would mangle every line and hide nothing.
+    line = "memory-router 0.1.0 on http://127.0.0.1:8765 -> http://localhost:4000; 1234567"
+    record = _record(line)
+    assert RedactingFilter([short, SECRET]).filter(record) is True
+    assert record.getMessage() == line
+    record = _record(f"{line} {SECRET}")
+    RedactingFilter([short, SECRET]).filter(record)
+    assert record.getMessage() == f"{line} {REDACTED}"
+
+
+def test_a_secret_of_the_minimum_length_is_scrubbed() -> None:
+    secret = "k" * MIN_SECRET_LENGTH
+    record = _record(f"key {secret}.")
+    RedactingFilter([secret]).filter(record)
+    assert record.getMessage() == f"key {REDACTED}."
 
 
 def test_filter_scrubs_tracebacks_and_stacks() -> None:

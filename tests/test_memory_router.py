@@ -15,21 +15,33 @@ import httpx
 import pytest
 
 from router import MemoryRouter
+from router.config_source import packaged_config_path
 from router.exceptions import DetectUserIdError
 from router.memory_router import default_config_path
 from tests.conftest import RouterFactory
 from tests.doubles.fake_litellm import FakeUpstream
+from tests.support.configs import write_rules
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
 
-def test_default_config_is_packaged() -> None:
-    assert default_config_path().is_file()
+def test_without_a_path_the_rules_are_found_as_the_cli_finds_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    assert default_config_path() == packaged_config_path()
     assert MemoryRouter().rules.default_user_id == "default-dev"
+    # In a checkout: its own router/config.yaml.
+    (tmp_path / "router").mkdir()
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "memory-router"\n')
+    rules = write_rules(tmp_path / "router" / "config.yaml", "default_user_id: in-checkout")
+    router = MemoryRouter()
+    assert (router.rules.default_user_id, router.rules.source) == ("in-checkout", str(rules))
 
 
 def test_seed_examples() -> None:
-    router = MemoryRouter(default_config_path())
+    router = MemoryRouter(packaged_config_path())
 
     info = router.get_routing_info({"User-Agent": "OpenAIClientImpl/Java unknown"})
     assert info["user_id"] == "pycharm-ai-chat"

@@ -49,7 +49,7 @@ def test_injects_decided_id_and_key(
         ({"x-memory-user-id": "my-project"}, "my-project"),
         ({"User-Agent": "curl/7.68.0"}, "default-dev"),
         ({"User-Agent": "claude-cli/2.0.14 (external, cli)"}, "claude-code-cli"),
-        ({"User-Agent": "AsyncAnthropic/Python 0.69.0"}, "claude-code"),
+        ({"User-Agent": "AsyncAnthropic/Python 0.69.0"}, "anthropic-sdk"),
     ],
 )
 def test_decisions_reach_upstream(
@@ -491,7 +491,7 @@ def test_anthropic_sdk_stream(router_app: tuple[RouterApp, str], upstream: FakeU
     assert text == "part0 part1 part2 "
     got = upstream.last()
     assert got.path == "/v1/messages"
-    assert got.header("x-sm-user-id") == "claude-code"  # Anthropic/Python SDK rule
+    assert got.header("x-sm-user-id") == "anthropic-sdk"  # Anthropic/Python SDK rule
     client.close()
 
 

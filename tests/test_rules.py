@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from router.api_keys import digest
+from router.config_source import packaged_config_path
 from router.exceptions import InvalidCustomHeader
-from router.memory_router import default_config_path
 from router.rules import RoutingRules, decide, load_rules, parse_rules
 from tests.conftest import RouterFactory
 from tests.doubles.fake_litellm import FakeUpstream
@@ -109,7 +109,7 @@ def test_defaults_for_custom_header() -> None:
 
 
 # Real User-Agent strings, as the clients send them today.
-SHIPPED = load_rules(default_config_path())
+SHIPPED = load_rules(packaged_config_path())
 
 
 @pytest.mark.parametrize(
@@ -120,8 +120,8 @@ SHIPPED = load_rules(default_config_path())
         ("claude-cli/2.0.14 (external, cli)", "claude-code-cli"),
         ("claude-cli/1.0.98 (external, claude-vscode)", "claude-code-cli"),
         ("claude-cli/2.0.1 (external, sdk-py, agent-sdk/0.1.0)", "claude-code-cli"),
-        ("Anthropic/Python 0.69.0", "claude-code"),
-        ("AsyncAnthropic/Python 0.69.0", "claude-code"),
+        ("Anthropic/Python 0.69.0", "anthropic-sdk"),
+        ("AsyncAnthropic/Python 0.69.0", "anthropic-sdk"),
         ("OpenAI/Python 1.109.1", "default-dev"),
         ("AsyncOpenAI/Python 1.109.1", "default-dev"),
         ("OpenAI/JS 5.23.0", "default-dev"),
@@ -133,9 +133,9 @@ def test_shipped_rules_match_real_clients(user_agent: str, user_id: str) -> None
     assert decide(SHIPPED, {"user-agent": user_agent}).user_id == user_id
 
 
-def test_shipped_rules_keep_seed_ids_and_drop_seed_patterns_that_match_nothing() -> None:
+def test_shipped_rule_ids_and_no_seed_patterns_that_match_nothing() -> None:
     ids = {p.rule.user_id for p in SHIPPED.patterns}
-    assert ids == {"pycharm-ai-chat", "claude-code", "claude-code-cli"}
+    assert ids == {"pycharm-ai-chat", "anthropic-sdk", "claude-code-cli"}
     assert SHIPPED.default_user_id == "default-dev"
     patterns = {p.rule.pattern for p in SHIPPED.patterns}
     assert "Claude Code" not in patterns

@@ -28,14 +28,14 @@ def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LITELLM_URL", "http://litellm:4000/")
     monkeypatch.setenv("MEMORY_ROUTER_PORT", "9000")
     monkeypatch.setenv("LOG_LEVEL", "debug")
-    monkeypatch.setenv("SUPERMEMORY_API_KEY", "sm_abc")
+    monkeypatch.setenv("SUPERMEMORY_API_KEY", "sm_abc_0123")
     monkeypatch.setenv("MEMORY_ROUTER_CONFIG", "/etc/rules.yaml")
     s = load_settings()
     assert (s.litellm_url, s.port, s.log_level, s.supermemory_key, str(s.config)) == (
         "http://litellm:4000",
         9000,
         "DEBUG",
-        "sm_abc",
+        "sm_abc_0123",
         "/etc/rules.yaml",
     )
 
@@ -56,6 +56,28 @@ def test_dotenv_file_is_read_and_env_wins(tmp_path: Path, monkeypatch: pytest.Mo
     assert load_settings().litellm_url == "http://env:4000"
 
 
+def test_keys_of_eight_characters_are_accepted() -> None:
+    settings = load_settings(supermemory_api_key="sm_12345", control_token="tok_1234")
+    assert settings.supermemory_key == "sm_12345"
+    assert {"sm_12345", "tok_1234"} <= set(settings.secrets)
+
+
+def test_litellm_master_key_is_read_only_to_be_kept_out_of_logs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LITELLM_MASTER_KEY", "  sk-master-0123456789  ")
+    assert load_settings().secrets == ["sk-master-0123456789"]
+    monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-1234")  # too short to scrub: not a secret
+    assert load_settings().secrets == []
+    monkeypatch.setenv("LITELLM_MASTER_KEY", " ")
+    assert load_settings().litellm_master_key is None
+
+
+def test_a_blank_config_means_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMORY_ROUTER_CONFIG", " ")
+    assert load_settings().config is None
+
+
 def test_blank_key_means_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SUPERMEMORY_API_KEY", "  ")
     assert load_settings().supermemory_key is None
@@ -70,6 +92,10 @@ def test_blank_key_means_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"log_level": "LOUD"}, "log_level"),
         ({"supermemory_api_key": "sm_key\r\nx-evil: 1"}, "supermemory_api_key"),
         ({"max_body_bytes": 0}, "max_body_bytes"),
+        # Too short to be a real key, and to scrub from the logs without mangling them.
+        ({"supermemory_api_key": "sm_key"}, "supermemory_api_key: is 6 characters long"),
+        ({"supermemory_api_key": "k"}, "supermemory_api_key: is 1 character long"),
+        ({"control_token": "sm_key", "control_access": "token"}, "control_token: is 6 char"),
     ],
 )
 def test_invalid_settings(overrides: dict[str, object], fragment: str) -> None:

@@ -25,11 +25,12 @@ from router.ratelimit.redis_limiter import (
     ErrorCallback,
     RedisRateLimiter,
 )
-from router.ratelimit.types import Limit, RateLimiter, Verdict
+from router.ratelimit.types import Budget, Limit, RateLimiter, Verdict
 
 __all__ = [
     "DEFAULT_PREFIX",
     "LOGGER_NAME",
+    "Budget",
     "ErrorCallback",
     "Limit",
     "MemoryRateLimiter",

@@ -68,6 +68,26 @@ class RateLimits:
     def for_user(self, user_id: str) -> Limit | None:
         return self.overrides.get(user_id, self.default)
 
+    def describe(self) -> str:
+        """A summary for a log line: ``none``, or the default and the ids with their own."""
+        if self.default is None and not self.overrides:
+            return "none"
+        count = len(self.overrides)
+        own = f"{count} id{'' if count == 1 else 's'} with their own"
+        return f"default {describe_limit(self.default)}, {own}"
+
+
+def describe_limit(limit: Limit | None) -> str:
+    """``120 requests/min (burst 20), 400000 tokens/min``, or ``unlimited``."""
+    if limit is None or limit.unlimited:
+        return "unlimited"
+    parts = []
+    if limit.requests_per_minute is not None:
+        parts.append(f"{limit.requests_per_minute} requests/min (burst {limit.effective_burst})")
+    if limit.tokens_per_minute is not None:
+        parts.append(f"{limit.tokens_per_minute} tokens/min")
+    return ", ".join(parts)
+
 
 def compile_limits(section: RateLimitsSection) -> RateLimits:
     return RateLimits(

@@ -5,7 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from router.ratelimit.types import EPS, Limit, Params, Verdict, allowed_without_state, floor_count
+from router.ratelimit.types import (
+    EPS,
+    Budget,
+    Limit,
+    Params,
+    Verdict,
+    allowed_without_state,
+    budget_of,
+    floor_count,
+)
 
 
 class MemoryRateLimiter:
@@ -57,6 +66,11 @@ class MemoryRateLimiter:
         now = self._now()
         r_tat, t_tat = self._state.get(user_id, (now, now))
         self._store(user_id, r_tat, max(t_tat, now) + tokens * 60.0 / limit.tokens_per_minute, now)
+
+    async def peek(self, user_id: str, limit: Limit) -> Budget:
+        now = self._now()
+        r_tat, t_tat = self._state.get(user_id, (now, now))
+        return budget_of(limit, max(r_tat - now, 0.0), max(t_tat - now, 0.0))
 
     async def aclose(self) -> None:
         self._state.clear()

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from router.exceptions import MissingDependency
-from router.ratelimit.types import Limit, Params, Verdict, allowed_without_state
+from router.ratelimit.types import Budget, Limit, Params, Verdict, allowed_without_state, budget_of
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -75,6 +75,14 @@ return 1
 """
 )
 
+# Reads, never writes: how far each TAT lies ahead of the server's clock (us, >= 0).
+_PEEK_LUA = (
+    _LUA_PRELUDE
+    + """
+return {math.ceil(r_tat - now), math.ceil(t_tat - now)}
+"""
+)
+
 _REASONS = {1: "requests", 2: "tokens"}
 
 
@@ -126,6 +134,7 @@ class RedisRateLimiter:
         self._slots = asyncio.Semaphore(max_connections)  # so the pool is never exhausted
         self._check_script: AsyncScript = self._client.register_script(_CHECK_LUA)
         self._add_script: AsyncScript = self._client.register_script(_ADD_TOKENS_LUA)
+        self._peek_script: AsyncScript = self._client.register_script(_PEEK_LUA)
         self._prefix = prefix
         self._fail_open = fail_open
         self._on_error = on_error
@@ -164,6 +173,15 @@ class RedisRateLimiter:
         if tokens > 0 and limit.tokens_per_minute is not None:
             interval_us = 60e6 / limit.tokens_per_minute
             await self._run(self._add_script, user_id, [interval_us, tokens])
+
+    async def peek(self, user_id: str, limit: Limit) -> Budget | None:
+        if limit.unlimited:
+            return budget_of(limit, 0.0, 0.0)
+        ok, raw = await self._run(self._peek_script, user_id, [])
+        if not ok:
+            return None
+        requests_us, tokens_us = (int(v) for v in raw)
+        return budget_of(limit, requests_us / 1e6, tokens_us / 1e6)
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -76,6 +76,39 @@ class Verdict:
     reason: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """What is left of one id's budgets at one moment, as ``peek`` reports it.
+
+    ``requests``: requests that could be made back to back now; ``tokens``: tokens that
+    could still be spent, below 0 while the id is in debt (a response used more than was
+    left, and requests are refused until it drains). Each is ``None`` when that budget
+    is unlimited. ``requests_full_in`` and ``tokens_full_in``: seconds until that budget
+    is full again (0 when it is).
+    """
+
+    requests: int | None
+    tokens: int | None
+    requests_full_in: float
+    tokens_full_in: float
+
+
+def budget_of(limit: Limit, requests_full_in: float, tokens_full_in: float) -> Budget:
+    """The budget left when each TAT lies ``*_full_in`` seconds ahead of now (GCRA: a
+    budget holds ``tau / interval`` units and a TAT in the future has used that much)."""
+    p = Params.of(limit)
+    requests = floor_count((p.r_tau - requests_full_in) / p.r_int) if p.r_int else None
+    tokens = None
+    if p.t_int:
+        tokens = math.floor((p.t_tau - tokens_full_in) / p.t_int + EPS)
+    return Budget(
+        requests,
+        tokens,
+        requests_full_in if p.r_int else 0.0,
+        tokens_full_in if p.t_int else 0.0,
+    )
+
+
 class RateLimiter(Protocol):
     async def check(self, user_id: str, limit: Limit) -> Verdict:
         """Refuse if the token budget is exhausted, else take one request (or refuse)."""
@@ -83,6 +116,11 @@ class RateLimiter(Protocol):
 
     async def add_tokens(self, user_id: str, limit: Limit, tokens: int) -> None:
         """Debit tokens used by a finished response; may put the budget into debt."""
+        ...
+
+    async def peek(self, user_id: str, limit: Limit) -> Budget | None:
+        """What is left of the id's budgets now, taking nothing; ``None`` when the
+        limiter cannot tell (Redis is down)."""
         ...
 
     async def aclose(self) -> None: ...

@@ -13,6 +13,10 @@ Test knobs travel as request headers (the router forwards them untouched):
 - ``x-test-hold: 1``         stream one chunk, then hold the stream open until the client leaves
 - ``x-test-echo-headers: 1`` put the received headers in the JSON answer
 - ``x-test-location: url``   add ``Location: url`` (with ``x-test-status: 307``, a redirect)
+- ``x-test-litellm-auth: wrong-key`` or ``no-key``
+                             answer as LiteLLM 1.108.7 without a database answers a key it
+                             does not know (400 "No connected db.") or a request without a
+                             key (500, plain text, chunked); tests/e2e checks the real one
 """
 
 from __future__ import annotations
@@ -114,6 +118,10 @@ class FakeUpstream:
         if "x-test-hang" in knobs:
             await self._until_disconnect(receive)
             return
+        auth = knobs.get("x-test-litellm-auth")
+        if auth is not None:
+            await _send_litellm_auth_failure(send, auth)
+            return
         status = int(knobs.get("x-test-status", "200"))
         extra: list[tuple[bytes, bytes]] = [(b"x-upstream", b"fake")]
         if "x-test-set-cookie" in knobs:
@@ -186,6 +194,28 @@ async def _send_json(
         }
     )
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+# LiteLLM 1.108.7's answers, byte for byte (its security headers left out).
+LITELLM_NO_DB = (
+    b'{"error":{"message":"No connected db.","type":"no_db_connection",'
+    b'"param":null,"code":"400"}}'
+)
+LITELLM_NO_KEY = b"Internal Server Error"
+
+
+async def _send_litellm_auth_failure(send: Any, kind: str) -> None:
+    if kind == "wrong-key":
+        head = [(b"content-type", b"application/json")]
+        head.append((b"content-length", str(len(LITELLM_NO_DB)).encode()))
+        await send({"type": "http.response.start", "status": 400, "headers": head})
+        await send({"type": "http.response.body", "body": LITELLM_NO_DB, "more_body": False})
+        return
+    assert kind == "no-key", kind
+    head = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": 500, "headers": head})
+    await send({"type": "http.response.body", "body": LITELLM_NO_KEY, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _openai_completion(model: str) -> dict[str, Any]:

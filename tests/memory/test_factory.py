@@ -30,9 +30,9 @@ async def test_no_service_when_the_router_does_no_memory(backend: str) -> None:
 @pytest.mark.parametrize(
     ("backend", "key", "reachable"),
     [
-        ("off", "sm_k", False),
+        ("off", "sm_key_0123", False),
         ("supermemory-router", None, False),
-        ("supermemory-router", "sm_k", True),  # Supermemory's API, with the router's key
+        ("supermemory-router", "sm_key_0123", True),  # Supermemory's API, with the router's key
         ("local", None, True),
     ],
 )

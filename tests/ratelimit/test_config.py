@@ -9,7 +9,7 @@ import pytest
 
 from router.exceptions import ConfigError
 from router.ratelimit import Limit
-from router.ratelimit.config import RateLimits
+from router.ratelimit.config import RateLimits, describe_limit
 from router.rules import load_rules, parse_rules
 from tests.support.configs import rules_yaml, write_rules
 
@@ -60,3 +60,34 @@ def test_bad_limits_config(tmp_path: Path, limits: str, fragment: str) -> None:
 def test_an_empty_rate_limits_section_limits_nothing() -> None:
     rules = parse_rules(rules_yaml("default_user_id: d\n") + "rate_limits:\n")
     assert rules.limits.for_user("d") is None
+
+
+@pytest.mark.parametrize(
+    ("limits", "summary"),
+    [
+        (RateLimits(), "none"),
+        (
+            RateLimits(default=Limit(requests_per_minute=120)),
+            "default 120 requests/min (burst 20), 0 ids with their own",
+        ),
+        (
+            RateLimits(overrides={"a": Limit(tokens_per_minute=5)}),
+            "default unlimited, 1 id with their own",
+        ),
+        (
+            RateLimits(
+                default=Limit(requests_per_minute=6, burst=2, tokens_per_minute=9000),
+                overrides={"a": None, "b": Limit(requests_per_minute=1)},
+            ),
+            "default 6 requests/min (burst 2), 9000 tokens/min, 2 ids with their own",
+        ),
+    ],
+)
+def test_rate_limits_describe_themselves_for_the_log(limits: RateLimits, summary: str) -> None:
+    assert limits.describe() == summary
+
+
+def test_describe_limit() -> None:
+    assert describe_limit(None) == "unlimited"
+    assert describe_limit(Limit()) == "unlimited"
+    assert describe_limit(Limit(tokens_per_minute=10)) == "10 tokens/min"

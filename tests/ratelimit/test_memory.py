@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.ratelimit import Limit, MemoryRateLimiter, Verdict
+from router.ratelimit import Budget, Limit, MemoryRateLimiter, Verdict
 from tests.ratelimit.conftest import FakeClock
 
 T = TypeVar("T")
@@ -226,6 +226,40 @@ def test_hard_cap_evicts_least_recently_updated(clock: FakeClock) -> None:
     assert check(limiter, limit, "hot").reason == "tokens"  # its state survived
     assert check(limiter, limit, "id-19999").reason == "tokens"
     assert check(limiter, limit, "id-0").allowed  # evicted: a fresh budget
+
+
+def peek(limiter: MemoryRateLimiter, limit: Limit, user: str = "u") -> Budget:
+    return run(limiter.peek(user, limit))
+
+
+def test_peek_reports_what_is_left_and_takes_nothing(
+    limiter: MemoryRateLimiter, clock: FakeClock
+) -> None:
+    limit = Limit(requests_per_minute=60, burst=3, tokens_per_minute=600, token_burst=100)
+    assert peek(limiter, limit) == Budget(3, 100, 0.0, 0.0)  # a fresh id: full budgets
+    assert len(limiter) == 0  # and no state made for it
+    check(limiter, limit)
+    for _ in range(5):  # peeking again and again takes nothing
+        assert peek(limiter, limit) == Budget(2, 100, 1.0, 0.0)
+    run(limiter.add_tokens("u", limit, 40))  # 0.1 s per token
+    assert peek(limiter, limit) == Budget(2, 60, 1.0, 4.0)
+    clock.advance(0.5)
+    assert peek(limiter, limit) == Budget(2, 65, 0.5, 3.5)
+    check(limiter, limit)
+    check(limiter, limit)
+    left = peek(limiter, limit)
+    assert left.requests == 0 and left.requests_full_in == pytest.approx(2.5)
+    assert not check(limiter, limit).allowed  # peek said 0: the next one is refused
+
+
+def test_peek_shows_token_debt_below_zero(limiter: MemoryRateLimiter, clock: FakeClock) -> None:
+    limit = Limit(tokens_per_minute=60, token_burst=10)  # 1 s per token
+    run(limiter.add_tokens("u", limit, 25))
+    assert peek(limiter, limit) == Budget(None, -15, 0.0, 25.0)
+    assert check(limiter, limit).reason == "tokens"
+    clock.advance(15)
+    assert peek(limiter, limit) == Budget(None, 0, 0.0, 10.0)
+    assert check(limiter, limit).allowed
 
 
 def test_aclose_drops_state(limiter: MemoryRateLimiter) -> None:

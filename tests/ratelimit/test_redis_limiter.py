@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from router.ratelimit import (
     LOGGER_NAME,
+    Budget,
     Limit,
     MemoryRateLimiter,
     RateLimiter,
@@ -89,6 +90,45 @@ async def test_token_debt_refuses_the_next_request_until_drained(backend: RateLi
     assert refused.remaining == 4  # a refusal takes no request
     await asyncio.sleep(refused.retry_after + 0.005)
     assert (await backend.check("u", limit)).allowed
+
+
+async def test_peek_reports_what_is_left_and_takes_nothing(
+    backend: RateLimiter, client: Redis, prefix: str
+) -> None:
+    limit = Limit(requests_per_minute=6, burst=3, tokens_per_minute=60, token_burst=100)
+    assert await backend.peek("u", limit) == Budget(3, 100, 0.0, 0.0)
+    assert await keys(client, prefix) == []  # peeking stores nothing
+    assert (await backend.check("u", limit)).remaining == 2
+    for _ in range(5):  # 10 s per request, 1 s per token: nothing refills meanwhile
+        left = await backend.peek("u", limit)
+        assert (left.requests, left.tokens) == (2, 100)
+        assert 9.0 < left.requests_full_in <= 10.0 and left.tokens_full_in == 0.0
+    await backend.add_tokens("u", limit, 130)  # into debt
+    left = await backend.peek("u", limit)
+    assert left.tokens == -30 and 129.0 < left.tokens_full_in <= 130.0
+    refused = await backend.check("u", limit)
+    assert refused.reason == "tokens" and refused.remaining == 2  # peek and check agree
+
+
+async def test_peek_after_the_burst_is_spent_says_none_is_left(backend: RateLimiter) -> None:
+    limit = Limit(requests_per_minute=6, burst=2)
+    assert [(await backend.check("u", limit)).allowed for _ in range(2)] == [True, True]
+    left = await backend.peek("u", limit)
+    assert (left.requests, left.tokens, left.tokens_full_in) == (0, None, 0.0)
+    assert 19.0 < left.requests_full_in <= 20.0
+    assert not (await backend.check("u", limit)).allowed
+
+
+async def test_peek_while_redis_is_down_says_it_cannot_tell(own_redis: RedisServer) -> None:
+    errors: list[str] = []
+    rl = RedisRateLimiter(own_redis.url, on_error=errors.append, retry_interval=0.0)
+    try:
+        assert await rl.peek("u", LIMIT) is not None
+        own_redis.kill()
+        assert await rl.peek("u", LIMIT) is None
+        assert errors == ["connection"]
+    finally:
+        await rl.aclose()
 
 
 async def test_unlimited_touches_nothing(backend: RateLimiter, client: Redis, prefix: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -313,10 +314,17 @@ def test_expected_mounts(services: dict[str, Any]) -> None:
 # -- .env.example --------------------------------------------------------------
 
 
+def commented_examples(path: Path) -> set[str]:
+    """Names of the settings a .env file shows commented out (``# NAME=value``)."""
+    found = re.findall(r"^#\s*([A-Z][A-Z0-9_]*)=\S", path.read_text(), re.M)
+    return set(found)
+
+
 def test_every_compose_variable_is_in_env_example(raw: str) -> None:
     replicas = (ROOT / "docker-compose.replicas.yml").read_text()
     used = variables_used(strip_comments(raw)) | variables_used(strip_comments(replicas))
     documented = {name for name, _, _ in parse_env_file(ENV_EXAMPLE)}
+    documented |= commented_examples(ENV_EXAMPLE)
     assert used, "no ${VAR} found: is the parser broken?"
     assert used <= documented, f"missing from .env.example: {sorted(used - documented)}"
     assert documented <= used, f"in .env.example but unused by compose: {sorted(documented - used)}"
@@ -328,12 +336,45 @@ def test_env_example_entries_have_comments_and_placeholders() -> None:
     assert len(names) == len(set(names)), "duplicate variable"
     for name, value, comments in entries:
         assert comments, f"{name} has no comment above it"
-        # REDIS_URL is the one setting whose empty value means something: "off"
-        assert value or name == "REDIS_URL", f"{name} needs a placeholder"
+        assert value, f"{name} needs a placeholder (or comment it out, as REDIS_URL is)"
     secrets = {n: v for n, v, _ in entries if re.search(r"KEY|SECRET|TOKEN", n)}
     assert set(secrets) == {"ANTHROPIC_API_KEY", "LITELLM_MASTER_KEY", "SUPERMEMORY_API_KEY"}
     for name, value in secrets.items():
         assert "REPLACE_ME" in value, f"{name}: mark the placeholder clearly"
+
+
+def test_sourcing_env_example_exports_no_empty_variable(tmp_path: Path) -> None:
+    """``set -a; . ./.env`` (the no-Docker path) hands LiteLLM whatever the file sets: an
+    empty REDIS_URL there makes it warn, so the file exports no empty value at all."""
+    shutil.copy(ENV_EXAMPLE, tmp_path / ".env")
+    done = subprocess.run(
+        ["sh", "-c", "set -a; . ./.env; set +a; env"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    exported = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    assert "REDIS_URL" not in exported
+    from_file = {name for name, _, _ in parse_env_file(ENV_EXAMPLE)}
+    assert from_file <= set(exported)
+    assert [n for n in from_file if not exported[n]] == []
+
+
+@pytest.mark.parametrize(
+    ("dotenv", "expected"), [("", ""), ("REDIS_URL=redis://redis:6379/0\n", "redis://redis:6379/0")]
+)
+def test_the_router_still_gets_redis_url_from_compose(raw: str, dotenv: str, expected: str) -> None:
+    # Compose interpolates from .env: the example's values, plus the line a user uncomments.
+    env = {name: value for name, value, _ in parse_env_file(ENV_EXAMPLE)}
+    env.update(line.split("=", 1) for line in dotenv.splitlines())
+    router = interpolate_tree(yaml.safe_load(raw), env)["services"]["router"]
+    assert router["environment"]["REDIS_URL"] == expected
+    replicas = yaml.safe_load((ROOT / "docker-compose.replicas.yml").read_text())
+    assert replicas["services"]["router"]["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    assert "REDIS_URL" in commented_examples(ENV_EXAMPLE)
 
 
 def test_master_key_placeholder_is_one_litellm_accepts() -> None:

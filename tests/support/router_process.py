@@ -29,13 +29,15 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """``memory-router ARGS`` as a user runs it, to the end: nothing of this environment
     steers it (``clean_env``, then ``env``), and it runs in ``cwd`` or in an empty folder,
-    so a developer's own ``.env`` cannot change the outcome."""
+    so a developer's own ``.env`` cannot change the outcome. Its per-user config folder
+    (``XDG_CONFIG_HOME``) is an empty one too, unless ``env`` names another."""
     with tempfile.TemporaryDirectory() as empty:
+        isolated = {"XDG_CONFIG_HOME": str(Path(empty) / "user-config"), **(env or {})}
         return subprocess.run(
             [*router_command(), *args],
             capture_output=True,
             text=True,
-            env=clean_env(**(env or {})),
+            env=clean_env(**isolated),
             cwd=cwd or empty,
             timeout=timeout,
         )
@@ -85,15 +87,17 @@ def start_router_process(
     log_level: str | None = None,
     name: str | None = None,
     timeout: float = START_TIMEOUT,
+    cwd: Path | None = None,
 ) -> RouterProcess:
-    """Start the router CLI with exactly ``env`` and wait until ``/health`` answers 200
-    (ProcessError, with its log's tail, when it does not). Its log is ``<name>.log``,
-    by default ``router-<port>.log``."""
+    """Start the router CLI with exactly ``env`` (in ``cwd``, by default the log folder)
+    and wait until ``/health`` answers 200 (ProcessError, with its log's tail, when it
+    does not). Its log is ``<name>.log``, by default ``router-<port>.log``."""
     port = free_port()
     process = processes.start(
         name or f"router-{port}",
         router_argv(port, litellm_url, config=config, log_level=log_level),
         env=env,
+        cwd=cwd,
     )
     url = f"http://{HOST}:{port}"
     process.wait_http_ok(f"{url}/health", timeout)

@@ -34,6 +34,7 @@ from router.proxy import Proxy, Receive, Scope, Send
 from router.ratelimit import RateLimiter, build_rate_limiter
 from router.reload import ConfigReloader
 from router.settings import Settings
+from router.stats import TrafficStats
 from router.upstream import AiohttpUpstream, HttpxUpstream, Timeouts, Upstream
 
 
@@ -62,10 +63,12 @@ class RouterApp:
         proxy: Proxy,
         reloader: ConfigReloader,
         limiter: RateLimiter,
+        stats: TrafficStats,
         memory: MemoryService | None = None,
         memory_admin: MemoryAdmin | None = None,
     ) -> None:
         self.settings = settings
+        self.stats = stats
         self.router = router
         self.metrics = metrics
         self.upstream = upstream
@@ -161,6 +164,7 @@ def create_app(
         log,
         force_polling=settings.watch_force_polling,
     )
+    stats = TrafficStats()
     watch_task: asyncio.Task[None] | None = None
     app: RouterApp | None = None
 
@@ -199,6 +203,7 @@ def create_app(
         on_startup=startup,
         on_shutdown=shutdown,
         memory=admin,
+        stats=stats,
         logger=log,
     )
     proxy = Proxy(
@@ -208,6 +213,7 @@ def create_app(
         upstream=upstream,
         limiter=limiter,
         logger=log,
+        stats=stats,
         memory=memory,
     )
     app = RouterApp(
@@ -219,6 +225,7 @@ def create_app(
         proxy=proxy,
         reloader=reloader,
         limiter=limiter,
+        stats=stats,
         memory=memory,
         memory_admin=admin,
     )

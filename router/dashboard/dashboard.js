@@ -56,7 +56,7 @@
 
   function sparkline(requests, errors) {
     const ns = "http://www.w3.org/2000/svg";
-    const width = 120;
+    const width = 90;
     const height = 22;
     const svg = document.createElementNS(ns, "svg");
     svg.setAttribute("class", "spark");

@@ -35,6 +35,7 @@ from router.proxy import Proxy, Receive, Scope, Send
 from router.ratelimit import RateLimiter, build_rate_limiter
 from router.reload import ConfigReloader
 from router.settings import Settings
+from router.stats import TrafficStats
 from router.upstream import AiohttpUpstream, HttpxUpstream, Timeouts, Upstream
 
 
@@ -63,10 +64,12 @@ class RouterApp:
         proxy: Proxy,
         reloader: ConfigReloader,
         limiter: RateLimiter,
+        stats: TrafficStats,
         memory: MemoryService | None = None,
         memory_admin: MemoryAdmin | None = None,
     ) -> None:
         self.settings = settings
+        self.stats = stats
         self.router = router
         self.metrics = metrics
         self.upstream = upstream
@@ -166,6 +169,7 @@ def create_app(
         log,
         force_polling=settings.watch_force_polling,
     )
+    stats = TrafficStats()
     watch_task: asyncio.Task[None] | None = None
     app: RouterApp | None = None
 
@@ -204,6 +208,7 @@ def create_app(
         on_startup=startup,
         on_shutdown=shutdown,
         memory=admin,
+        stats=stats,
         logger=log,
         limiter=limiter,
     )
@@ -214,6 +219,7 @@ def create_app(
         upstream=upstream,
         limiter=limiter,
         logger=log,
+        stats=stats,
         memory=memory,
     )
     app = RouterApp(
@@ -225,6 +231,7 @@ def create_app(
         proxy=proxy,
         reloader=reloader,
         limiter=limiter,
+        stats=stats,
         memory=memory,
         memory_admin=admin,
     )

@@ -22,7 +22,9 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,10 +33,13 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from router import __version__
+from router.dashboard import DashboardAssets
 from router.errors import caller_format, error_for
 from router.exceptions import (
     Forbidden,
     InvalidLimit,
+    InvalidWindow,
     MemoryBackendError,
     MemoryNotFound,
     MemoryOff,
@@ -49,10 +54,17 @@ from router.metrics import Metrics
 from router.ratelimit import Budget, Limit, RateLimiter
 from router.reload import ConfigReloader
 from router.settings import Settings
+from router.stats import HISTORY_SECONDS, TrafficStats
 from router.upstream import Upstream
 
 READINESS_TIMEOUT = 3.0
+# The stats endpoint reports LiteLLM's readiness as last probed, at most this old: a
+# dashboard polling every few seconds costs LiteLLM one probe per this many seconds.
+READINESS_CACHE_SECONDS = 5.0
 MEMORIES = "/memory-routing/memories"
+STATS = "/memory-routing/stats"
+DASHBOARD = "/memory-routing/dashboard"
+DEFAULT_WINDOW = 300
 CONTROL_PATHS = frozenset({"/health", "/health/readiness", "/metrics", "/memory-routing/info"})
 # Paths under these prefixes are the router's too, never forwarded: /metrics/ because the
 # stack serves LiteLLM's own metrics there without a key, for Prometheus on the private
@@ -100,6 +112,7 @@ def build_control_app(
     on_startup: Callable[[], Awaitable[None]] | None = None,
     on_shutdown: Callable[[], Awaitable[None]] | None = None,
     memory: MemoryAdmin | None = None,
+    stats: TrafficStats | None = None,
     logger: logging.Logger | None = None,
     limiter: RateLimiter | None = None,
 ) -> FastAPI:
@@ -159,15 +172,7 @@ def build_control_app(
 
     @app.get("/health/readiness")
     async def readiness() -> JSONResponse:
-        try:
-            async with asyncio.timeout(READINESS_TIMEOUT):
-                status, _, answer = await upstream("GET", b"/health/liveliness", (), b"")
-                await answer.aclose()
-            litellm = "ok" if status == 200 else f"unhealthy (HTTP {status})"
-        except TimeoutError:
-            litellm = "timeout"
-        except UpstreamError as exc:
-            litellm = "timeout" if exc.kind.endswith("timeout") else "unreachable"
+        litellm = await probe_litellm(upstream)
         ready = litellm == "ok"
         return JSONResponse(
             {
@@ -196,6 +201,49 @@ def build_control_app(
             left = await limiter.peek(info["user_id"], limit) if limiter is not None else None
             info["rate_limit"] = _rate_limit_json(limit, left)
         return redacted(info)
+
+    traffic = stats if stats is not None else TrafficStats()
+    started_at = time.time()
+    probed: dict[str, Any] = {"status": None, "checked_at": None}
+    probed_at = -math.inf
+    probing: asyncio.Lock = asyncio.Lock()
+
+    async def litellm_status() -> dict[str, Any]:
+        """LiteLLM's readiness, probed at most once per READINESS_CACHE_SECONDS."""
+        nonlocal probed, probed_at
+        async with probing:
+            if time.monotonic() - probed_at >= READINESS_CACHE_SECONDS:
+                status = await probe_litellm(upstream)
+                probed = {"status": status, "checked_at": round(time.time(), 3)}
+                probed_at = time.monotonic()
+        return probed
+
+    @app.get(STATS, dependencies=guarded)
+    async def traffic_stats(request: Request) -> Response:
+        snapshot = traffic.snapshot(_window(request.query_params.get("window")))
+        config = reloader.status() if reloader is not None else {"sha256": router.rules.digest}
+        snapshot["router"] = {
+            "version": __version__,
+            "started_at": round(started_at, 3),
+            "config": config,
+            "litellm": await litellm_status(),
+            "supermemory_key_configured": settings.supermemory_key is not None,
+            "memory_backend": settings.memory_backend,
+        }
+        return redacted(snapshot)
+
+    assets = DashboardAssets.load()
+    # With a token configured, a browser cannot send it for the page itself: the page
+    # holds no data, so it is served to anyone, and asks for the token the data needs.
+    page_guard = [] if settings.control_token is not None else guarded
+
+    @app.get(DASHBOARD, dependencies=page_guard)
+    async def dashboard() -> Response:
+        return assets.page
+
+    @app.get(DASHBOARD + "/{name}", dependencies=page_guard)
+    async def dashboard_asset(name: str) -> Response:
+        return assets.file(name)
 
     async def caller(request: Request) -> tuple[str, MemoryAdmin]:
         """The caller's own id, by the proxy's rules, and the admin to ask."""
@@ -237,6 +285,29 @@ def build_control_app(
         return redacted({"user_id": user_id, "deleted": deleted})
 
     return app
+
+
+async def probe_litellm(upstream: Upstream) -> str:
+    """LiteLLM's liveliness: "ok", "unhealthy (HTTP n)", "timeout" or "unreachable"."""
+    try:
+        async with asyncio.timeout(READINESS_TIMEOUT):
+            status, _, answer = await upstream("GET", b"/health/liveliness", (), b"")
+            await answer.aclose()
+    except TimeoutError:
+        return "timeout"
+    except UpstreamError as exc:
+        return "timeout" if exc.kind.endswith("timeout") else "unreachable"
+    return "ok" if status == 200 else f"unhealthy (HTTP {status})"
+
+
+def _window(raw: str | None) -> int:
+    """The ``window`` query parameter of the stats endpoint, in seconds."""
+    if raw is None:
+        return DEFAULT_WINDOW
+    value = raw.strip()
+    if not value.isascii() or not value.isdigit() or not 10 <= int(value) <= HISTORY_SECONDS:
+        raise InvalidWindow
+    return int(value)
 
 
 def _limit(raw: str | None) -> int:

@@ -37,6 +37,7 @@ from router.exceptions import (
     Forbidden,
     InvalidCustomHeader,
     InvalidLimit,
+    InvalidWindow,
     MemoryBackendError,
     MemoryNotFound,
     MemoryOff,
@@ -153,6 +154,11 @@ UPSTREAM_TIMEOUT = RouterError(504, "upstream_timeout", "The LiteLLM proxy did n
 INVALID_LIMIT = RouterError(
     400, "invalid_limit", "The limit parameter must be a whole number from 1 to 100."
 )
+INVALID_WINDOW = RouterError(
+    400,
+    "invalid_window",
+    "The window parameter must be a whole number of seconds from 10 to 3600.",
+)
 MEMORY_OFF = RouterError(
     404,
     "memory_off",
@@ -180,6 +186,8 @@ def error_for(exc: BaseException) -> RouterError:
         return FORBIDDEN
     if isinstance(exc, InvalidLimit):
         return INVALID_LIMIT
+    if isinstance(exc, InvalidWindow):
+        return INVALID_WINDOW
     if isinstance(exc, MemoryOff):
         return MEMORY_OFF
     if isinstance(exc, MemoryNotFound):

@@ -18,7 +18,8 @@ The tree::
     │   ├── Forbidden             a protected control endpoint, called without access
     │   ├── MemoryOff             a memory endpoint, with no memory backend to ask
     │   ├── MemoryNotFound        forget: the caller has no memory by that id
-    │   └── InvalidLimit          a memory endpoint's ``limit`` is not 1 to 100
+    │   ├── InvalidLimit          a memory endpoint's ``limit`` is not 1 to 100
+    │   └── InvalidWindow         the stats endpoint's ``window`` is out of range
     ├── UpstreamError             LiteLLM could not be reached, did not answer in time,
     │                             or answered with something that is not valid HTTP;
     │                             ``kind`` says which (the upstream_errors metric label)
@@ -122,6 +123,11 @@ class MemoryNotFound(RequestRefused):
 
 class InvalidLimit(RequestRefused):
     """The ``limit`` of a memory listing is not a whole number from 1 to 100."""
+
+
+class InvalidWindow(RequestRefused):
+    """The ``window`` of a stats request is not a whole number of seconds within the
+    history the router keeps."""
 
 
 class MemoryBackendError(MemoryRouterError):

@@ -64,6 +64,7 @@ from router.metrics import CLIENT_CLOSED, INVALID, Metrics, method_label, route_
 from router.ratelimit import Limit, RateLimiter
 from router.rules import Decision
 from router.settings import Settings
+from router.stats import TrafficStats
 from router.upstream import Body, Upstream
 from router.usage import UsageTap, find_model, tap_for
 
@@ -83,6 +84,7 @@ class Exchange:
     """One request, from arrival to its last byte."""
 
     __slots__ = (
+        "completion_tokens",
         "decision",
         "fmt",
         "in_flight",
@@ -91,10 +93,12 @@ class Exchange:
         "memory_header",
         "method",
         "model",
+        "prompt_tokens",
         "request_id",
         "route",
         "start",
         "status",
+        "ttft",
         "user",
     )
 
@@ -111,6 +115,9 @@ class Exchange:
         self.status = "500"
         self.in_flight = False
         self.model: str | None = None  # from the request body, for the token metric
+        self.ttft: float | None = None  # seconds to the first body byte
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
         # Memory in the router: its view of the request, and the answer's header saying
         # what it did (both None without memory in the router).
         self.memory: MemoryContext | None = None
@@ -170,8 +177,10 @@ class Proxy:
         upstream: Upstream,
         limiter: RateLimiter,
         logger: logging.Logger,
+        stats: TrafficStats,
         memory: MemoryService | None = None,
     ) -> None:
+        self._stats = stats
         self._limiter = limiter
         self._memory = memory
         self._upstream = upstream
@@ -260,6 +269,7 @@ class Proxy:
         x.user = metrics.user_label(decision.user_id)
         metrics.decisions_of(x.user, decision.source).inc()
         metrics.in_flight_of(x.user).inc()
+        self._stats.started(x.user, decision.source)
         x.in_flight = True
 
         x.limit = limit = self._router.rules.limits.for_user(decision.user_id)
@@ -451,7 +461,8 @@ class Proxy:
             async for chunk in answer:
                 if first:
                     first = False
-                    metrics.ttfb_of(x.user, x.route).observe(perf_counter() - x.start)
+                    x.ttft = perf_counter() - x.start
+                    metrics.ttfb_of(x.user, x.route).observe(x.ttft)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 if tap is not None:
                     tap.feed(chunk)
@@ -465,7 +476,8 @@ class Proxy:
             await _end_broken_stream(send, content_type, x.fmt, has_length)
             return
         if first:
-            metrics.ttfb_of(x.user, x.route).observe(perf_counter() - x.start)
+            x.ttft = perf_counter() - x.start
+            metrics.ttfb_of(x.user, x.route).observe(x.ttft)
         watch.finishing = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         if peek is not None:
@@ -476,6 +488,8 @@ class Proxy:
         if tap is not None:
             usage = tap.finish()
             if usage.seen:
+                x.prompt_tokens = usage.prompt
+                x.completion_tokens = usage.completion
                 metrics.record_tokens(
                     x.user, x.model or usage.model, usage.prompt, usage.completion
                 )
@@ -533,7 +547,17 @@ class Proxy:
         metrics = self._metrics
         if x.in_flight:
             metrics.in_flight_of(x.user).dec()
-        metrics.duration_of(x.user, x.route).observe(perf_counter() - x.start)
+        seconds = perf_counter() - x.start
+        metrics.duration_of(x.user, x.route).observe(seconds)
+        self._stats.finished(
+            x.user,
+            int(x.status),
+            seconds,
+            x.ttft,
+            x.prompt_tokens,
+            x.completion_tokens,
+            was_started=x.in_flight,
+        )
         # Last, so that a request counted here has all its other samples recorded.
         metrics.requests_of(x.user, x.route, x.method, x.status).inc()
 

@@ -5,8 +5,10 @@
 #
 #   scripts/provision.sh            system packages, then LiteLLM
 #   scripts/provision.sh system     the system packages: Prometheus (promtool and the
-#                                   server), redis-server, nginx, wrk
-#   scripts/provision.sh prometheus | redis-server | nginx | wrk   one of them
+#                                   server), redis-server, nginx, wrk, Chromium and
+#                                   chromedriver
+#   scripts/provision.sh prometheus | redis-server | nginx | wrk | chromium | chromedriver
+#                                   one of them
 #   scripts/provision.sh litellm    LiteLLM into .venvs/litellm
 #
 # System packages come from apt-get when running as root; otherwise the script says
@@ -30,6 +32,10 @@ package_of() {
         redis-server) echo redis-server ;;
         nginx) echo nginx-light ;;
         wrk) echo wrk ;;
+        # The dashboard's browser test: Debian's Chromium and its driver (no browser
+        # download is possible where the tests run).
+        chromium) echo chromium ;;
+        chromedriver) echo chromium-driver ;;
         *) echo "provision.sh: unknown tool $1" >&2; exit 2 ;;
     esac
 }
@@ -106,7 +112,7 @@ litellm() {
     exit 1
 }
 
-SYSTEM=(prometheus redis-server nginx wrk)
+SYSTEM=(prometheus redis-server nginx wrk chromium chromedriver)
 [ "$#" -gt 0 ] || set -- system litellm
 for what in "$@"; do
     case $what in

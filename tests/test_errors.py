@@ -14,6 +14,7 @@ from router.exceptions import (
     Forbidden,
     InvalidCustomHeader,
     InvalidLimit,
+    InvalidWindow,
     MemoryBackendError,
     MemoryNotFound,
     MemoryOff,
@@ -56,6 +57,12 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
             400,
             "invalid_limit",
             "The limit parameter must be a whole number from 1 to 100.",
+        ),
+        (
+            InvalidWindow(),
+            400,
+            "invalid_window",
+            "The window parameter must be a whole number of seconds from 10 to 3600.",
         ),
         (
             MemoryOff(),

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +28,7 @@ from tests.support.environment import clean_env
 from tests.support.fetch import fetch
 from tests.support.polling import until_passes, wait_for
 from tests.support.ports import HOST, free_port
-from tests.support.processes import group_members
+from tests.support.processes import Process, group_members
 
 from .services import LITELLM_START_TIMEOUT, Double, Secrets, press_ctrl_c, start_dev_script
 
@@ -98,7 +98,17 @@ def _run_to_end(checkout: Path, env: dict[str, str]) -> subprocess.CompletedProc
     )
 
 
-def test_runs_both_answers_and_ctrl_c_stops_everything(
+@pytest.mark.parametrize(
+    "stop",
+    [
+        # A terminal's Ctrl-C reaches the whole group: each process gets SIGINT too.
+        pytest.param(press_ctrl_c, id="ctrl-c"),
+        # SIGTERM to dev.sh alone (kill, a process manager): it must stop the rest itself.
+        pytest.param(lambda dev: os.kill(dev.pid, signal.SIGTERM), id="sigterm-to-dev.sh"),
+    ],
+)
+def test_runs_both_answers_and_a_stop_ends_everything(
+    stop: Callable[[Process], None],
     checkout: Path,
     litellm_bin: Path,
     prometheus_bin: Path,
@@ -171,7 +181,7 @@ def test_runs_both_answers_and_ctrl_c_stops_everything(
         assert "LITELLM_MASTER_KEY" not in router_env
         assert "ANTHROPIC_API_KEY" not in router_env
 
-        press_ctrl_c(dev)
+        stop(dev)
         assert dev.popen.wait(STOP_TIMEOUT) == 0, dev.tail(40)
         wait_for(
             lambda: not group_members(dev.pid) and not _alive(members),

@@ -160,8 +160,8 @@ if [ -n "$litellm_bin" ]; then
     [ -x "$litellm_bin" ] || fail "LITELLM_BIN=$litellm_bin is not an executable file"
     export LITELLM_BIN=$litellm_bin
 else
-    # A no-op when .venvs/litellm is current; on first use it takes about 2 minutes.
-    [ -x .venvs/litellm/bin/litellm ] || say "installing LiteLLM into $repo/.venvs/litellm (about 2 minutes)"
+    # A no-op when .venvs/litellm is current; on first use it takes a minute or two.
+    [ -x .venvs/litellm/bin/litellm ] || say "installing LiteLLM into $repo/.venvs/litellm (a minute or two)"
     show "$repo/scripts/provision.sh" litellm || exit 1
 fi
 

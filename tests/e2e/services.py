@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import socket
 import sys
 import threading
@@ -74,6 +75,22 @@ def serving(
         yield process, url
     finally:
         process.stop()
+
+
+def start_dev_script(
+    name: str, command: list[str], *, checkout: Path, env: dict[str, str]
+) -> Process:
+    """``command`` (``scripts/dev.sh``, or a README line that runs it) in ``checkout``, in a
+    process group of its own, with SIGINT at its default, as a terminal's shell starts it.
+    (This process may have been started with SIGINT ignored, as a background job is, and exec
+    would pass that on: bash cannot trap a signal ignored on entry.)"""
+    argv = ["env", "--default-signal=INT", *command]
+    return start_process(name, argv, log_dir=LOG_DIR, env=env, cwd=checkout)
+
+
+def press_ctrl_c(process: Process) -> None:
+    """SIGINT to the whole process group, as a terminal sends it on Ctrl-C."""
+    os.killpg(process.pid, signal.SIGINT)
 
 
 def double_argv(module: str) -> Callable[[int], list[str]]:

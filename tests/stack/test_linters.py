@@ -89,8 +89,9 @@ def test_hadolint_rejects_an_unpinned_dockerfile(tmp_path: Path) -> None:
 # -- prometheus/ ---------------------------------------------------------------
 
 
-def test_prometheus_config_is_valid() -> None:
-    assert_ok(run(tool("promtool"), "check", "config", "prometheus/prometheus.yml"))
+@pytest.mark.parametrize("config", ["prometheus.yml", "prometheus.local.yml"])
+def test_prometheus_config_is_valid(config: str) -> None:
+    assert_ok(run(tool("promtool"), "check", "config", f"prometheus/{config}"))
 
 
 def test_prometheus_rules_are_valid() -> None:

@@ -70,6 +70,34 @@ def test_scrapes_litellm(config: dict[str, Any], compose: dict[str, Any]) -> Non
     assert "litellm" in compose["services"]
 
 
+def test_the_loopback_config_has_the_same_jobs_on_dev_sh_default_ports(
+    config: dict[str, Any],
+) -> None:
+    """prometheus.local.yml (scripts/dev.sh --prometheus): prometheus.yml's jobs, paths and
+    rules, with the targets on 127.0.0.1 at the ports scripts/dev.sh uses by default (the
+    strings it replaces when other ports are set)."""
+    local = yaml.safe_load((PROM_DIR / "prometheus.local.yml").read_text())
+    assert local["rule_files"] == config["rule_files"]
+
+    def paths(cfg: dict[str, Any]) -> dict[str, str]:
+        jobs = cfg["scrape_configs"]
+        return {job["job_name"]: job.get("metrics_path", "/metrics") for job in jobs}
+
+    assert paths(local) == paths(config)
+    targets = {
+        job["job_name"]: [t for sc in job["static_configs"] for t in sc["targets"]]
+        for job in local["scrape_configs"]
+    }
+    assert targets == {
+        "memory-router": ["127.0.0.1:8765"],
+        "litellm": ["127.0.0.1:4000"],
+        "prometheus": ["127.0.0.1:9090"],
+    }
+    dev = (ROOT / "scripts" / "dev.sh").read_text()
+    for port in (8765, 4000, 9090):
+        assert rf"s/127\.0\.0\.1:{port}/" in dev, f"scripts/dev.sh no longer replaces :{port}"
+
+
 def test_rule_files_are_mounted_next_to_the_config(
     config: dict[str, Any], compose: dict[str, Any]
 ) -> None:

@@ -162,3 +162,19 @@ def rss_kib(pid: int) -> dict[str, int]:
                 key, value = line.split(":", 1)
                 out[key] = int(value.split()[0])
     return out
+
+
+def group_members(pgid: int) -> dict[int, str]:
+    """The processes of process group ``pgid`` still running (zombies excluded), each
+    pid with its command name, from /proc."""
+    members: dict[int, str] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        state, _ppid, group = text[text.rindex(")") + 2 :].split()[:3]
+        if int(group) == pgid and state != "Z":
+            members[int(stat.parent.name)] = name
+    return members

@@ -1,17 +1,19 @@
-"""Command line: ``memory-router [serve] | explain | check | memories``.
+"""Command line: ``memory-router [serve] | explain | check | memories | top``.
 
 - ``serve`` (the default) runs the proxy on uvicorn.
 - ``explain -H 'Name: value' ...`` prints the decision for some headers, offline.
 - ``check`` validates a config and prints its rule table.
+- ``top [--url URL]`` shows a running router's traffic per client, refreshed in place.
 - ``memories list|search|forget --user-id ID`` shows or removes one id's memories in
   the configured backend (the local file, or Supermemory's API with the same key).
   It is an operator's tool: it names any id, where the endpoints act on the caller's.
 
 Exit codes: 0 success; 1 the headers given to ``explain`` are refused (the
 proxy would answer them with the status printed), or ``memories forget`` found
-nothing by that id, or the memory backend failed; 2 bad settings, bad config, a
-missing optional package, no memory backend to ask, or bad usage; 141 the reader of
-the output went away before it was all written (``memory-router check | head -1``).
+nothing by that id, or the memory backend failed, or ``top --once`` could not read
+the stats; 2 bad settings, bad config, a missing optional package, no memory backend
+to ask, or bad usage; 141 the reader of the output went away before it was all
+written (``memory-router check | head -1``).
 
 Which rules file ``serve``, ``explain`` and ``check`` use, and why, is
 ``router.config_source``'s choice; each of them prints it.
@@ -40,7 +42,7 @@ from router.rules import RoutingRules
 from router.settings import LOG_LEVELS, Settings, load_settings
 from router.user_ids import USER_ID_RULE, is_valid_user_id
 
-COMMANDS = ("serve", "explain", "check", "memories")
+COMMANDS = ("serve", "explain", "check", "memories", "top")
 EXIT_OK, EXIT_REFUSED, EXIT_CONFIG = 0, 1, 2
 # What a shell reports for a command killed by SIGPIPE (128 + 13): the reader of its
 # output went away (``memory-router check | head -1``).
@@ -118,6 +120,30 @@ def build_parser() -> argparse.ArgumentParser:
     forget.add_argument("--all", action="store_true", help="remove every memory of the id")
     for sub in (listing, searching, forget):
         sub.add_argument("--user-id", required=True, type=_user_id, help="whose memories")
+    top = commands.add_parser(
+        "top",
+        help="per-client traffic of a running router, refreshed in the terminal",
+        description="The dashboard's table in the terminal, read from a running router's "
+        "/memory-routing/stats.",
+    )
+    top.add_argument(
+        "--url",
+        help="the router's base URL (default: http://127.0.0.1:<MEMORY_ROUTER_PORT or 8765>)",
+    )
+    top.add_argument(
+        "--token",
+        help="bearer token for a protected router (env MEMORY_ROUTER_CONTROL_TOKEN)",
+    )
+    top.add_argument(
+        "--window",
+        type=int,
+        default=300,
+        help="seconds the rates and percentiles cover (10-3600; 300)",
+    )
+    top.add_argument(
+        "--interval", type=float, default=2.0, help="seconds between refreshes (2)"
+    )
+    top.add_argument("--once", action="store_true", help="print one table and exit")
     return parser
 
 
@@ -183,6 +209,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return explain(args)
         if args.command == "check":
             return check(args)
+        if args.command == "top":
+            return top(args, parser)
         if args.command == "memories":
             if args.action == "forget" and bool(args.memory_ids) == args.all:
                 parser.error("memories forget: give MEMORY_ID... or --all, not both")
@@ -191,6 +219,23 @@ def _main(argv: Sequence[str] | None) -> int:
     except SetupError as exc:
         print(f"memory-router: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+
+
+def top(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from router.top import run
+
+    if not 10 <= args.window <= 3600:
+        parser.error("top: --window must be from 10 to 3600 seconds")
+    if args.interval <= 0:
+        parser.error("top: --interval must be more than 0")
+    url, token = args.url, args.token
+    if url is None or token is None:
+        settings = load_settings()
+        if url is None:
+            url = f"http://127.0.0.1:{settings.port}"
+        if token is None and settings.control_token is not None:
+            token = settings.control_token.get_secret_value()
+    return run(url, token=token, window=args.window, interval=args.interval, once=args.once)
 
 
 def config_source(settings: Settings, flag: str | None) -> ConfigSource:

@@ -156,7 +156,13 @@ def test_the_key_never_comes_back(single_stack: SingleStack) -> None:
             ) as response:
                 assert response.status_code == 200
                 seen.append(str(response.headers) + response.read().decode())
-        for path in ("/memory-routing/info", "/metrics", "/health/readiness"):
+        for path in (
+            "/memory-routing/info",
+            "/memory-routing/stats",
+            "/memory-routing/dashboard",
+            "/metrics",
+            "/health/readiness",
+        ):
             seen.append(http.get(url + path).text)
     assert all(key not in text for text in seen)
     assert key not in single_stack.stack.logs("router")
@@ -192,6 +198,27 @@ def test_prometheus_counts_each_client_exactly(single_stack: SingleStack, client
     assert [(s["metric"]["route"], s["metric"]["status"], s["value"][1]) for s in series] == [
         ("/v1/chat/completions", "200", "3")
     ]
+
+
+def test_the_dashboard_shows_each_client(single_stack: SingleStack, clients: Clients) -> None:
+    """After ``docker compose up``: the page on the published port, and its stats counting
+    each client's requests apart."""
+    marker = nonce()
+    sent = {f"dash-a-{marker}": 1, f"dash-b-{marker}": 2}
+    for user_id, count in sent.items():
+        client = openai_client(clients, single_stack, {"x-memory-user-id": user_id})
+        for _ in range(count):
+            chat(client, f"show me {marker}")
+    url = single_stack.router_url
+    with httpx.Client(timeout=30, trust_env=False) as http:
+        page = http.get(url + "/memory-routing/dashboard")
+        assert page.status_code == 200 and "dashboard/dashboard.js" in page.text
+        assert http.get(url + "/memory-routing/dashboard/dashboard.js").status_code == 200
+        stats = http.get(url + "/memory-routing/stats").json()
+    counted = {c["user_id"]: c["requests"] for c in stats["clients"] if marker in c["user_id"]}
+    assert counted == sent
+    assert stats["router"]["litellm"]["status"] == "ok"
+    assert stats["router"]["supermemory_key_configured"] is True
 
 
 def test_every_shipped_scrape_target_is_up(single_stack: SingleStack) -> None:

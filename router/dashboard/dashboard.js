@@ -18,6 +18,7 @@
   let sortKey = sessionStorage.getItem("memory-router-sort-key") || "requests";
   let sortDescending = sessionStorage.getItem("memory-router-sort-desc") !== "false";
   let clients = [];
+  let serverNow = 0; // ages are counted on the router's clock, not the browser's
   let timer = null;
 
   const text = (id, value, cls) => {
@@ -199,7 +200,8 @@
       showError("");
       clients = stats.clients;
       renderHeader(stats);
-      render(stats.now);
+      serverNow = stats.now;
+      render(serverNow);
       document.getElementById("updated").textContent =
         `updated ${new Date(stats.now * 1000).toLocaleTimeString()}, window ${stats.window_seconds / 60} min`;
     } catch (error) {
@@ -226,7 +228,7 @@
     }
     sessionStorage.setItem("memory-router-sort-key", sortKey);
     sessionStorage.setItem("memory-router-sort-desc", String(sortDescending));
-    render(Date.now() / 1000);
+    render(serverNow);
   });
 
   windowSelect.addEventListener("change", () => { refresh(); schedule(); });

@@ -107,12 +107,12 @@ def build_control_app(
     settings: Settings,
     router: MemoryRouter,
     metrics: Metrics,
+    stats: TrafficStats,
     upstream: Upstream,
     reloader: ConfigReloader | None = None,
     on_startup: Callable[[], Awaitable[None]] | None = None,
     on_shutdown: Callable[[], Awaitable[None]] | None = None,
     memory: MemoryAdmin | None = None,
-    stats: TrafficStats | None = None,
     logger: logging.Logger | None = None,
     limiter: RateLimiter | None = None,
 ) -> FastAPI:
@@ -202,7 +202,6 @@ def build_control_app(
             info["rate_limit"] = _rate_limit_json(limit, left)
         return redacted(info)
 
-    traffic = stats if stats is not None else TrafficStats()
     started_at = time.time()
     probed: dict[str, Any] = {"status": None, "checked_at": None}
     probed_at = -math.inf
@@ -220,7 +219,7 @@ def build_control_app(
 
     @app.get(STATS, dependencies=guarded)
     async def traffic_stats(request: Request) -> Response:
-        snapshot = traffic.snapshot(_window(request.query_params.get("window")))
+        snapshot = stats.snapshot(_window(request.query_params.get("window")))
         config = reloader.status() if reloader is not None else {"sha256": router.rules.digest}
         snapshot["router"] = {
             "version": __version__,
@@ -300,24 +299,27 @@ async def probe_litellm(upstream: Upstream) -> str:
     return "ok" if status == 200 else f"unhealthy (HTTP {status})"
 
 
+def _whole_number(
+    raw: str | None, default: int, low: int, high: int, refused: type[RequestRefused]
+) -> int:
+    """A query parameter that must be a whole number from ``low`` to ``high``: ``default``
+    when absent; anything else raises ``refused``."""
+    if raw is None:
+        return default
+    value = raw.strip()
+    if not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
+        raise refused
+    return int(value)
+
+
 def _window(raw: str | None) -> int:
     """The ``window`` query parameter of the stats endpoint, in seconds."""
-    if raw is None:
-        return DEFAULT_WINDOW
-    value = raw.strip()
-    if not value.isascii() or not value.isdigit() or not 10 <= int(value) <= HISTORY_SECONDS:
-        raise InvalidWindow
-    return int(value)
+    return _whole_number(raw, DEFAULT_WINDOW, 10, HISTORY_SECONDS, InvalidWindow)
 
 
 def _limit(raw: str | None) -> int:
     """The ``limit`` query parameter: a whole number from 1 to MAX_LIMIT."""
-    if raw is None:
-        return DEFAULT_LIMIT
-    value = raw.strip()
-    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
-        raise InvalidLimit
-    return int(value)
+    return _whole_number(raw, DEFAULT_LIMIT, 1, MAX_LIMIT, InvalidLimit)
 
 
 def _rate_limit_json(limit: Limit, left: Budget | None) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import math
 import time
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 BUCKET_SECONDS = 10
@@ -170,16 +170,13 @@ class TrafficStats:
             bucket.prompt_tokens += prompt_tokens
         if completion_tokens:
             bucket.completion_tokens += completion_tokens
-        index = bisect_right(BIN_BOUNDS, seconds)
+        index = bin_of(seconds)
         latency = bucket.latency
         latency[index] = latency.get(index, 0) + 1
         if ttft is not None:
-            index = bisect_right(BIN_BOUNDS, ttft)
+            index = bin_of(ttft)
             first = bucket.ttft
             first[index] = first.get(index, 0) + 1
-
-    def ids(self) -> Iterable[str]:
-        return self._clients.keys()
 
     def snapshot(
         self, window_seconds: int = 300, series_step_seconds: int = SERIES_STEP_SECONDS

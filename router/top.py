@@ -25,10 +25,6 @@ CLEAR = "\x1b[H\x1b[2J"
 Column = tuple[str, str, Callable[[Any], str]]
 
 
-def _count(value: Any) -> str:
-    return str(value)
-
-
 def _rate(value: Any) -> str:
     return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
 
@@ -39,31 +35,33 @@ def _ms(value: Any) -> str:
     return f"{value / 1000:.1f}s" if value >= 1000 else f"{value:.0f}ms"
 
 
-COLUMNS: tuple[Column, ...] = (
-    ("CLIENT", "user_id", str),
-    ("SOURCE", "source", lambda v: v or "-"),
-    ("REQS", "requests", _count),
-    ("REQ/MIN", "requests_per_minute", _rate),
-    ("4XX", "errors_4xx", _count),
-    ("5XX", "errors_5xx", _count),
-    ("429", "rate_limited", _count),
-    ("P50", "latency_p50_ms", _ms),
-    ("P95", "latency_p95_ms", _ms),
-    ("TTFT50", "ttft_p50_ms", _ms),
-    ("PROMPT/MIN", "prompt_tokens_per_minute", _rate),
-    ("COMPL/MIN", "completion_tokens_per_minute", _rate),
-    ("INFLIGHT", "in_flight", _count),
-    ("LAST SEEN", "last_seen", str),  # replaced by an age in format_table
-)
-
-
-def _age(seconds: float) -> str:
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
     s = max(0, round(seconds))
     if s < 60:
         return f"{s}s ago"
     if s < 3600:
         return f"{s // 60}m ago"
     return f"{s // 3600}h ago"
+
+
+COLUMNS: tuple[Column, ...] = (
+    ("CLIENT", "user_id", str),
+    ("SOURCE", "source", lambda v: v or "-"),
+    ("REQS", "requests", str),
+    ("REQ/MIN", "requests_per_minute", _rate),
+    ("4XX", "errors_4xx", str),
+    ("5XX", "errors_5xx", str),
+    ("429", "rate_limited", str),
+    ("P50", "latency_p50_ms", _ms),
+    ("P95", "latency_p95_ms", _ms),
+    ("TTFT50", "ttft_p50_ms", _ms),
+    ("PROMPT/MIN", "prompt_tokens_per_minute", _rate),
+    ("COMPL/MIN", "completion_tokens_per_minute", _rate),
+    ("INFLIGHT", "in_flight", str),
+    ("LAST SEEN", "seen_ago", _age),  # format_table adds seen_ago
+)
 
 
 def format_table(stats: dict[str, Any], url: str = "") -> str:
@@ -88,9 +86,9 @@ def format_table(stats: dict[str, Any], url: str = "") -> str:
     ]
     rows = [[heading for heading, _, _ in COLUMNS]]
     for client in stats["clients"]:
-        cells = [show(client[k]) for _, k, show in COLUMNS[:-1]]
-        cells.append(_age(now - client["last_seen"]) if client["last_seen"] else "-")
-        rows.append(cells)
+        seen = client["last_seen"]
+        values = {**client, "seen_ago": now - seen if seen else None}
+        rows.append([show(values[k]) for _, k, show in COLUMNS])
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     for row in rows:
         left = [row[i].ljust(widths[i]) for i in range(2)]

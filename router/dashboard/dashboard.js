@@ -71,27 +71,20 @@
     const title = document.createElementNS(ns, "title");
     title.textContent = `${total} requests in the last ${requests.length} min, peak ${peak}/min`;
     svg.appendChild(title);
-    requests.forEach((count, i) => {
+    const bar = (cls, count, i) => {
       if (!count) return;
       const h = Math.max(1, (count / peak) * height);
-      const bar = document.createElementNS(ns, "rect");
-      bar.setAttribute("class", "req");
-      bar.setAttribute("x", (i * step).toFixed(2));
-      bar.setAttribute("y", (height - h).toFixed(2));
-      bar.setAttribute("width", Math.max(1, step - 0.4).toFixed(2));
-      bar.setAttribute("height", h.toFixed(2));
-      svg.appendChild(bar);
-      const failed = errors[i] || 0;
-      if (failed) {
-        const eh = Math.max(1, (failed / peak) * height);
-        const err = document.createElementNS(ns, "rect");
-        err.setAttribute("class", "err");
-        err.setAttribute("x", (i * step).toFixed(2));
-        err.setAttribute("y", (height - eh).toFixed(2));
-        err.setAttribute("width", Math.max(1, step - 0.4).toFixed(2));
-        err.setAttribute("height", eh.toFixed(2));
-        svg.appendChild(err);
-      }
+      const rect = document.createElementNS(ns, "rect");
+      rect.setAttribute("class", cls);
+      rect.setAttribute("x", (i * step).toFixed(2));
+      rect.setAttribute("y", (height - h).toFixed(2));
+      rect.setAttribute("width", Math.max(1, step - 0.4).toFixed(2));
+      rect.setAttribute("height", h.toFixed(2));
+      svg.appendChild(rect);
+    };
+    requests.forEach((count, i) => {
+      bar("req", count, i);
+      bar("err", errors[i] || 0, i); // drawn over its request bar
     });
     return svg;
   }

@@ -12,6 +12,15 @@ from router.rules import load_rules
 from tests.support.configs import rules_yaml
 
 
+def refusal(tmp_path: Path, text: str) -> tuple[Path, str]:
+    """Load ``text`` as a rules file, which must be refused: its path and the message."""
+    path = tmp_path / "routing.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_rules(path)
+    return path, str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -102,11 +111,7 @@ from tests.support.configs import rules_yaml
 def test_bad_config_names_file_rule_and_problem(
     tmp_path: Path, text: str, expected: list[str]
 ) -> None:
-    path = tmp_path / "routing.yaml"
-    path.write_text(text)
-    with pytest.raises(ConfigError) as caught:
-        load_rules(path)
-    message = str(caught.value)
+    path, message = refusal(tmp_path, text)
     assert message.startswith(str(path))
     for fragment in expected:
         assert fragment in message
@@ -156,11 +161,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 def test_a_yaml_error_names_the_file_line_and_column(
     tmp_path: Path, text: str, expected: str
 ) -> None:
-    path = tmp_path / "routing.yaml"
-    path.write_text(text)
-    with pytest.raises(ConfigError) as caught:
-        load_rules(path)
-    message = str(caught.value)
+    path, message = refusal(tmp_path, text)
     assert message.startswith(f"{path}: {expected}")
     assert "<unicode string>" not in message and "\n" not in message
 

@@ -24,6 +24,7 @@ import yaml
 
 from tests.doubles.controls import ApiDoubleControls, DoubleControls, RouterDoubleControls
 from tests.support.environment import clean_env
+from tests.support.polling import until_passes
 from tests.support.ports import HOST, free_port
 from tests.support.processes import Process, ProcessError, start_process
 from tests.support.router_process import router_argv
@@ -196,6 +197,18 @@ class Prometheus:
         assert payload["status"] == "success", payload
         result: list[dict[str, Any]] = payload["data"]["result"]
         return result
+
+    def wait_scraping_router(self, timeout: float) -> None:
+        """Wait (``timeout`` seconds at most) until the router's target is up."""
+
+        def router_target_up() -> None:
+            answer = httpx.get(f"{self.url}/api/v1/targets", timeout=10.0, trust_env=False)
+            active = answer.json()["data"]["activeTargets"]
+            assert [t["health"] for t in active if t["labels"]["job"] == "memory-router"] == [
+                "up"
+            ]
+
+        until_passes(router_target_up, timeout=timeout, what="Prometheus scraping the router")
 
 
 class NetworkTrap:

@@ -231,12 +231,7 @@ def test_every_panel_returns_each_clients_series(
     prometheus = limited_prometheus
     clients_regex = "|".join(CLIENTS)
 
-    def router_target_up() -> None:
-        targets_ = httpx.get(f"{prometheus.url}/api/v1/targets", timeout=10.0, trust_env=False)
-        active = targets_.json()["data"]["activeTargets"]
-        assert [t["health"] for t in active if t["labels"]["job"] == "memory-router"] == ["up"]
-
-    until_passes(router_target_up, timeout=SCRAPE_TIMEOUT, what="Prometheus scraping the router")
+    prometheus.wait_scraping_router(SCRAPE_TIMEOUT)
 
     marker = nonce()
     key = limited_router.litellm.master_key

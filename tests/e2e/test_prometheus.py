@@ -51,12 +51,7 @@ def prometheus_counts(prometheus: Prometheus, user_ids: list[str]) -> dict[Serie
 def test_prometheus_has_per_client_request_counts(
     router: Router, prometheus: Prometheus, clients: Clients
 ) -> None:
-    def router_target_up() -> None:
-        targets = httpx.get(f"{prometheus.url}/api/v1/targets", timeout=10.0, trust_env=False)
-        active = targets.json()["data"]["activeTargets"]
-        assert [t["health"] for t in active if t["labels"]["job"] == "memory-router"] == ["up"]
-
-    until_passes(router_target_up, timeout=SCRAPE_TIMEOUT, what="Prometheus scraping the router")
+    prometheus.wait_scraping_router(SCRAPE_TIMEOUT)
 
     marker = nonce()
     own_id = f"prom-{marker}"

@@ -48,6 +48,14 @@ def openai_client(
     return clients.openai(stack.router_url, stack.keys.litellm_master, headers)
 
 
+def chat_as(clients: Clients, stack: SingleStack, sent: dict[str, int], text: str) -> None:
+    """``sent[id]`` chats from a client naming ``id`` in x-memory-user-id, for each id."""
+    for user_id, count in sent.items():
+        client = openai_client(clients, stack, {"x-memory-user-id": user_id})
+        for _ in range(count):
+            chat(client, text)
+
+
 def claude_code(clients: Clients, stack: SingleStack) -> Anthropic:
     return clients.claude_code(stack.router_url, stack.keys.litellm_master)
 
@@ -175,10 +183,7 @@ def test_the_key_never_comes_back(single_stack: SingleStack) -> None:
 def test_prometheus_counts_each_client_exactly(single_stack: SingleStack, clients: Clients) -> None:
     marker = nonce()
     sent = {f"prom-a-{marker}": 2, f"prom-b-{marker}": 3}
-    for user_id, count in sent.items():
-        client = openai_client(clients, single_stack, {"x-memory-user-id": user_id})
-        for _ in range(count):
-            chat(client, f"count me {marker}")
+    chat_as(clients, single_stack, sent, f"count me {marker}")
 
     expr = f'sum by (user_id) (memory_router_requests_total{{user_id=~"prom-.-{marker}"}})'
     prometheus = single_stack.prometheus
@@ -205,10 +210,7 @@ def test_the_dashboard_shows_each_client(single_stack: SingleStack, clients: Cli
     each client's requests apart."""
     marker = nonce()
     sent = {f"dash-a-{marker}": 1, f"dash-b-{marker}": 2}
-    for user_id, count in sent.items():
-        client = openai_client(clients, single_stack, {"x-memory-user-id": user_id})
-        for _ in range(count):
-            chat(client, f"show me {marker}")
+    chat_as(clients, single_stack, sent, f"show me {marker}")
     url = single_stack.router_url
     with httpx.Client(timeout=30, trust_env=False) as http:
         page = http.get(url + "/memory-routing/dashboard")

@@ -34,8 +34,10 @@ def server_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Con
         "proxy_headers": False,
         # On SIGTERM: stop accepting, let in-flight streams finish for up to this long.
         "timeout_graceful_shutdown": settings.drain_seconds,
-        # httptools, with the request head bounded and trailer fields dropped.
+        # httptools, with the request head bounded, trailer fields dropped and any
+        # Upgrade ignored: the router serves no WebSocket (nor HTTP/2).
         "http": guarded_protocol(settings.max_header_bytes + REQUEST_LINE_ALLOWANCE),
+        "ws": "none",
     }
     options.update(overrides)
     return uvicorn.Config(app, **options)

@@ -5,10 +5,10 @@
 #
 #   scripts/provision.sh            system packages, then LiteLLM
 #   scripts/provision.sh system     the system packages: Prometheus (promtool and the
-#                                   server), redis-server, nginx, wrk, Chromium and
-#                                   chromedriver
+#                                   server), redis-server, nginx, wrk, Chromium,
+#                                   chromedriver and a JDK (javac)
 #   scripts/provision.sh prometheus | redis-server | nginx | wrk | chromium | chromedriver
-#                                   one of them
+#                        | javac      one of them
 #   scripts/provision.sh litellm    LiteLLM into .venvs/litellm
 #
 # System packages come from apt-get when running as root; otherwise the script says
@@ -36,6 +36,8 @@ package_of() {
         # download is possible where the tests run).
         chromium) echo chromium ;;
         chromedriver) echo chromium-driver ;;
+        # The wire tier's Java client: the JDK's own HttpClient, as JVM-based IDEs use it.
+        javac) echo default-jdk-headless ;;
         *) echo "provision.sh: unknown tool $1" >&2; exit 2 ;;
     esac
 }
@@ -112,7 +114,7 @@ litellm() {
     exit 1
 }
 
-SYSTEM=(prometheus redis-server nginx wrk chromium chromedriver)
+SYSTEM=(prometheus redis-server nginx wrk chromium chromedriver javac)
 [ "$#" -gt 0 ] || set -- system litellm
 for what in "$@"; do
     case $what in

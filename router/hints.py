@@ -11,8 +11,8 @@ LiteLLM 1.108.7 answers them when it runs without a database (as this stack does
   empty one): ``500 Internal Server Error`` in plain text.
 
 Only small answers with one of these statuses are looked at (``wants_peek``), and only
-the first ``PEEK_BYTES`` of them, read as they are relayed: a normal answer, and any
-stream, costs nothing.
+the first ``PEEK_BYTES`` of them, kept by a ``Peek`` as they are relayed: a normal
+answer, and any stream, costs nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +33,20 @@ MISSING_KEY = (
     "give the client LITELLM_MASTER_KEY as its key (Authorization: Bearer <key>, or "
     "x-api-key: <key>)"
 )
+
+
+class Peek:
+    """The first ``PEEK_BYTES`` of an answer."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        room = PEEK_BYTES - len(self.data)
+        if room > 0:
+            self.data += chunk[:room]
 
 
 def wants_peek(

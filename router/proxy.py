@@ -12,17 +12,25 @@ rate limit and the forwarded headers are all decided from that copy. Nothing the
 server adds later (a chunked request's trailer fields, for example) can change
 them.
 
-The answer's bytes are relayed as they arrive. A watcher notices a client that
-hangs up and cancels the upstream call at once. A small 400 or 500 answer is also
-read as it passes (``router.hints``): when it is one of LiteLLM's misleading answers
-about the client's key, one log line names the likely cause.
+The answer's bytes are relayed as they arrive, and each chunk, once sent, is read by
+one ``router.answer.Answer``: it splits the answer into events once and feeds them to
+its observers (the tokens, the assistant's text for memory, the end of the answer),
+and keeps the start of a small 400 or 500 answer for ``router.hints`` (one log line
+naming the likely cause of LiteLLM's misleading answers about the client's key). When
+the answer is over, ``Proxy._answered`` acts on what was read.
+
+A watcher notices a client that hangs up and cancels the upstream call at once. If
+the answer's end had already been relayed (its final event, such as ``data: [DONE]``,
+or a whole JSON body), the client got everything: the request counts with the status
+it got, its tokens, and its turn is stored. Otherwise it counts as 499 and nothing is
+stored.
 
 Memory in the router (the ``supermemory-api`` and ``local`` backends): a chat request
 goes through ``MemoryService.prepare`` before it is forwarded (memories found for the
 decided id go into its last user message, within a time budget), the answer's
-``x-memory-router-memory`` header says what happened, a text tap reads each chunk after
-it has been sent, and ``MemoryService.finish`` queues the turn for storage once the
-answer has ended normally. With ``supermemory-router`` or ``off`` there is no service,
+``x-memory-router-memory`` header says what happened, the answer's text is one of the
+observers, and ``MemoryService.finish`` queues the turn for storage once the answer has
+ended. With ``supermemory-router`` or ``off`` there is no service,
 and the hot path does no memory work at all.
 """
 
@@ -33,7 +41,10 @@ import logging
 from time import perf_counter
 from typing import Any
 
+from router.answer import Answer, Observer
 from router.api_keys import KEY_HEADERS, api_key_from
+from router.apis import ApiFormat as Api
+from router.apis import api_of, gemini_model
 from router.errors import (
     UPSTREAM_UNREACHABLE,
     ApiFormat,
@@ -55,10 +66,10 @@ from router.headers import (
     request_id_from,
     upstream_headers,
 )
-from router.hints import PEEK_BYTES, hint_for, wants_peek
+from router.hints import Peek, hint_for, wants_peek
+from router.memory.answer_text import AnswerText
 from router.memory.service import HEADER as MEMORY_HEADER
 from router.memory.service import MemoryContext, MemoryService, Outcome
-from router.memory.tap import TextTap
 from router.memory_router import MemoryRouter
 from router.metrics import CLIENT_CLOSED, INVALID, Metrics, method_label, route_label
 from router.ratelimit import Limit, RateLimiter
@@ -66,7 +77,7 @@ from router.rules import Decision
 from router.settings import Settings
 from router.stats import TrafficStats
 from router.upstream import Body, Upstream
-from router.usage import UsageTap, find_model, tap_for
+from router.usage import UsageReader, find_model
 
 Scope = dict[str, Any]
 Receive = Any
@@ -84,6 +95,8 @@ class Exchange:
     """One request, from arrival to its last byte."""
 
     __slots__ = (
+        "answer",
+        "api",
         "completion_tokens",
         "decision",
         "fmt",
@@ -98,6 +111,8 @@ class Exchange:
         "route",
         "start",
         "status",
+        "text",
+        "tokens",
         "ttft",
         "user",
     )
@@ -106,7 +121,8 @@ class Exchange:
         path: str = scope["path"]
         self.request_id = request_id
         self.start = start
-        self.fmt: ApiFormat = api_format(path)
+        self.fmt: ApiFormat = api_format(path)  # the shape of the router's own errors
+        self.api: Api | None = api_of(path)
         self.route = route_label(path)
         self.method = method_label(scope["method"])
         self.user = INVALID  # the metric label, until an id is decided
@@ -122,6 +138,10 @@ class Exchange:
         # what it did (both None without memory in the router).
         self.memory: MemoryContext | None = None
         self.memory_header: tuple[bytes, bytes] | None = None
+        # The answer as it is read, and two of its observers.
+        self.answer: Answer | None = None
+        self.tokens: UsageReader | None = None
+        self.text: AnswerText | None = None
 
     @property
     def rid(self) -> str:
@@ -300,7 +320,9 @@ class Proxy:
             if not message.get("more_body", False):
                 break
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        x.model = find_model(body) if body else None
+        x.model = gemini_model(scope["path"]) if x.api == "gemini" else None
+        if x.model is None and body:
+            x.model = find_model(body)
 
         task = asyncio.current_task()
         assert task is not None
@@ -328,8 +350,16 @@ class Proxy:
             if not watch.fired:
                 raise
             task.uncancel()
-            x.status = CLIENT_CLOSED
-            self._log.info("%s client went away; upstream closed", x.rid)
+            answer = x.answer
+            if answer is not None:
+                answer.finish()
+            if answer is not None and answer.ended():
+                # The client left once it had the whole answer: a success, as it saw it.
+                self._log.debug("%s client went away after the answer's end", x.rid)
+                await self._answered(x, headers)
+            else:
+                x.status = CLIENT_CLOSED
+                self._log.info("%s client went away; upstream closed", x.rid)
         finally:
             watch.close()
 
@@ -406,25 +436,24 @@ class Proxy:
         try:
             await self._relay(x, status, answer_headers, answer, send, watch, headers)
         finally:
-            await answer.aclose()
+            await answer.aclose()  # at once, also when the client left
 
     async def _relay(
         self,
         x: Exchange,
         status: int,
         answer_headers: list[tuple[bytes, bytes]],
-        answer: Body,
+        body: Body,
         send: Send,
         watch: _Disconnect,
         request_headers: RawHeaders,
     ) -> None:
-        """Relay the upstream's answer chunk by chunk; then count its tokens and, with
-        memory in the router, queue the turn for storage."""
+        """Relay the upstream's answer chunk by chunk, each read by ``x.answer`` once
+        sent; at its end, ``_answered``."""
         metrics = self._metrics
         content_type: bytes | None = None
         content_encoding: bytes | None = None
         content_length: bytes | None = None
-        has_length = False
         relayed: list[tuple[bytes, bytes]] = []
         # 204 and 304 carry no body whatever their Content-Length says (RFC 9110
         # 8.6); relayed, the length would make the server wait for bytes never sent.
@@ -438,7 +467,6 @@ class Proxy:
             elif lname == b"content-length":
                 if bodyless:
                     continue
-                has_length = True
                 content_length = value
             relayed.append((lname, value))
         x.status = str(status)
@@ -446,58 +474,85 @@ class Proxy:
         if x.memory_header is not None:
             down.append(x.memory_header)
         await send({"type": "http.response.start", "status": status, "headers": down})
-        tap: UsageTap | None = tap_for(content_type, content_encoding)
-        text: TextTap | None = None
-        if x.memory is not None:
-            text = x.memory.tap(
-                status=status, content_type=content_type, content_encoding=content_encoding
-            )
-        # A copy of the start of a small error answer, for router.hints; None otherwise.
-        peek: bytearray | None = None
-        if status >= 400 and wants_peek(status, content_type, content_encoding, content_length):
-            peek = bytearray()
+        answer = self._read_answer(x, status, content_type, content_encoding, content_length)
         first = True
         try:
-            async for chunk in answer:
+            async for chunk in body:
                 if first:
                     first = False
                     x.ttft = perf_counter() - x.start
                     metrics.ttfb_of(x.user, x.route).observe(x.ttft)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                if tap is not None:
-                    tap.feed(chunk)
-                if text is not None:
-                    text.feed(chunk)
-                if peek is not None and len(peek) < PEEK_BYTES:
-                    peek += chunk[: PEEK_BYTES - len(peek)]
+                answer.feed(chunk)
         except UpstreamError as exc:
             self._upstream_failed(x, exc, " mid-response")
             watch.finishing = True
-            await _end_broken_stream(send, content_type, x.fmt, has_length)
+            await _end_broken_stream(send, content_type, x.fmt, content_length is not None)
             return
         if first:
             x.ttft = perf_counter() - x.start
             metrics.ttfb_of(x.user, x.route).observe(x.ttft)
         watch.finishing = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-        if peek is not None:
-            self._hint(x, status, bytes(peek), request_headers)
+        await self._answered(x, request_headers)
+
+    def _read_answer(
+        self,
+        x: Exchange,
+        status: int,
+        content_type: bytes | None,
+        content_encoding: bytes | None,
+        content_length: bytes | None,
+    ) -> Answer:
+        """The reader of this answer (``x.answer``): its tokens, and with memory in the
+        router its text; the start of a small error answer for ``router.hints``."""
+        observers: list[Observer] = []
+        if x.memory is not None:
+            x.text = x.memory.reader(
+                status=status, content_type=content_type, content_encoding=content_encoding
+            )
+            if x.text is not None:
+                observers.append(x.text)
+        x.tokens = UsageReader()
+        observers.append(x.tokens)
+        peek = None
+        if status >= 400 and wants_peek(status, content_type, content_encoding, content_length):
+            peek = Peek()
+        length = None
+        if content_length is not None and content_length.strip().isdigit():
+            length = int(content_length)
+        x.answer = Answer(
+            x.api,
+            observers,
+            content_type=content_type,
+            content_encoding=content_encoding,
+            content_length=length,
+            peek=peek,
+        )
+        return x.answer
+
+    async def _answered(self, x: Exchange, request_headers: RawHeaders) -> None:
+        """The answer was relayed to its end: name the likely cause of a misleading error,
+        queue the turn for memory, count the tokens."""
+        answer = x.answer
+        assert answer is not None
+        answer.finish()
+        if answer.peek is not None:
+            self._hint(x, int(x.status), bytes(answer.peek.data), request_headers)
         if x.memory is not None and self._memory is not None:
-            # The answer ended normally: queue the turn (never waits).
-            self._memory.finish(x.memory, text)
-        if tap is not None:
-            usage = tap.finish()
-            if usage.seen:
-                x.prompt_tokens = usage.prompt
-                x.completion_tokens = usage.completion
-                metrics.record_tokens(
-                    x.user, x.model or usage.model, usage.prompt, usage.completion
-                )
-                limit = x.limit
-                if limit is not None and limit.tokens_per_minute and x.decision is not None:
-                    await self._limiter.add_tokens(
-                        x.decision.user_id, limit, usage.prompt + usage.completion
-                    )
+            self._memory.finish(x.memory, x.text)  # queues the turn; never waits
+        usage = x.tokens.usage if x.tokens is not None else None
+        if usage is None or not usage.seen:
+            return
+        metrics = self._metrics
+        x.prompt_tokens = usage.prompt
+        x.completion_tokens = usage.completion
+        metrics.record_tokens(x.user, x.model or usage.model, usage.prompt, usage.completion)
+        limit = x.limit
+        if limit is not None and limit.tokens_per_minute and x.decision is not None:
+            await self._limiter.add_tokens(
+                x.decision.user_id, limit, usage.prompt + usage.completion
+            )
 
     def _hint(self, x: Exchange, status: int, body: bytes, request_headers: RawHeaders) -> None:
         """Log the likely cause of one of LiteLLM's misleading answers (router.hints)."""

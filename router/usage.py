@@ -1,14 +1,18 @@
-"""Token usage read from responses as they stream past.
+"""Token usage, read from the answer's events as they pass (``router.answer``).
 
-A tap sees each chunk after it has been sent to the client, keeps only what it
-needs (the tail of an unfinished SSE line, or a bounded copy of a JSON body) and
-never raises: a response that is not JSON or carries no usage counts no tokens.
+``UsageReader`` is an answer observer: it never raises, and an answer that is not JSON
+or carries no usage counts no tokens. On a stream it parses only the events that hold
+``"usage`` (usually one or two); on a JSON body it parses only the usage object, found
+from the end of the body, unless another observer has parsed the body already.
 
 Understood shapes:
 - OpenAI chat/completions/embeddings JSON, and SSE whose final chunk has ``usage``;
-- OpenAI Responses API ``response.completed`` events (``response.usage``);
+- OpenAI Responses API JSON (``usage``), and SSE ``response.completed`` events
+  (``response.usage``);
 - Anthropic ``/v1/messages`` JSON, and SSE with usage in ``message_start``
-  (``message.usage``) and ``message_delta`` (``usage``, cumulative).
+  (``message.usage``) and ``message_delta`` (``usage``, cumulative);
+- Gemini ``generateContent`` JSON and ``streamGenerateContent`` SSE or JSON array
+  (``usageMetadata``, cumulative).
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from router.answer import AnswerEvent, Observer
+
 _USAGE = b'"usage"'
-_MAX_LINE = 1024 * 1024
-_MAX_JSON = 8 * 1024 * 1024
+_USAGE_METADATA = b'"usageMetadata"'
+_EITHER = b'"usage'  # the start of both keys
 
 
 @dataclass(slots=True)
@@ -31,7 +37,12 @@ class Usage:
     seen: bool = False
 
     def absorb(self, obj: Any) -> None:
-        """Fold one parsed JSON object (a body or one SSE event) into the totals."""
+        """Fold one parsed JSON value (a body, one SSE event, or a list of them) into the
+        totals."""
+        if isinstance(obj, list):
+            for item in obj:
+                self.absorb(item)
+            return
         if not isinstance(obj, dict):
             return
         for holder in (obj, obj.get("message"), obj.get("response")):
@@ -40,7 +51,10 @@ class Usage:
             usage = holder.get("usage")
             if isinstance(usage, dict):
                 self._absorb_usage(usage)
-            model = holder.get("model")
+            metadata = holder.get("usageMetadata")
+            if isinstance(metadata, dict):
+                self._absorb_gemini(metadata)
+            model = holder.get("model", holder.get("modelVersion"))
             if self.model is None and isinstance(model, str):
                 self.model = model
 
@@ -56,7 +70,19 @@ class Usage:
         completion = _int(usage.get("completion_tokens"))
         if completion is None:
             completion = _int(usage.get("output_tokens"))
-        # Streams repeat cumulative counts (Anthropic's message_delta): keep the largest.
+        self._count(prompt, completion)
+
+    def _absorb_gemini(self, metadata: dict[str, Any]) -> None:
+        candidates = _int(metadata.get("candidatesTokenCount"))
+        thoughts = _int(metadata.get("thoughtsTokenCount"))
+        completion = None
+        if candidates is not None or thoughts is not None:
+            completion = (candidates or 0) + (thoughts or 0)
+        self._count(_int(metadata.get("promptTokenCount")), completion)
+
+    def _count(self, prompt: int | None, completion: int | None) -> None:
+        # Streams repeat cumulative counts (Anthropic's message_delta, Gemini's every
+        # chunk): keep the largest.
         if prompt is not None:
             self.prompt = max(self.prompt, prompt)
             self.seen = True
@@ -71,63 +97,24 @@ def _int(value: Any) -> int | None:
     return None
 
 
-class SSEUsageTap:
-    """Finds usage in ``data:`` lines of a server-sent event stream."""
+class UsageReader(Observer):
+    """The answer observer that totals its tokens."""
 
-    __slots__ = ("_tail", "usage")
-
-    def __init__(self) -> None:
-        self._tail = b""
-        self.usage = Usage()
-
-    def feed(self, chunk: bytes) -> None:
-        data = self._tail + chunk if self._tail else chunk
-        if _USAGE not in data:
-            cut = data.rfind(b"\n")
-            tail = data[cut + 1 :] if cut >= 0 else data
-            self._tail = tail if len(tail) <= _MAX_LINE else b""
-            return
-        lines = data.split(b"\n")
-        tail = lines.pop()
-        self._tail = tail if len(tail) <= _MAX_LINE else b""
-        for line in lines:
-            if line.startswith(b"data:") and _USAGE in line:
-                try:
-                    self.usage.absorb(json.loads(line[5:]))
-                except ValueError:
-                    continue
-
-    def finish(self) -> Usage:
-        if self._tail:
-            self.feed(b"\n")
-        return self.usage
-
-
-class JSONUsageTap:
-    """Keeps a bounded copy of a JSON body and reads usage from it at the end."""
-
-    __slots__ = ("_chunks", "_size", "usage")
+    __slots__ = ("usage",)
+    marks = (_EITHER,)
 
     def __init__(self) -> None:
-        self._chunks: list[bytes] | None = []
-        self._size = 0
         self.usage = Usage()
 
-    def feed(self, chunk: bytes) -> None:
-        if self._chunks is None:
-            return
-        self._size += len(chunk)
-        if self._size > _MAX_JSON:
-            self._chunks = None
-            return
-        self._chunks.append(chunk)
+    def event(self, event: AnswerEvent) -> None:
+        if _EITHER in event.data:
+            self.usage.absorb(event.json())
 
-    def finish(self) -> Usage:
-        if self._chunks:
-            body = b"".join(self._chunks)
-            self._chunks = None
-            read_json_usage(body, self.usage)
-        return self.usage
+    def body(self, event: AnswerEvent) -> None:
+        if event.parsed:
+            self.usage.absorb(event.json())
+        else:
+            read_json_usage(event.data, self.usage)
 
 
 _DECODER = json.JSONDecoder()
@@ -147,44 +134,32 @@ def find_model(body: bytes) -> str | None:
 
 
 def read_json_usage(body: bytes, usage: Usage) -> None:
-    """Fold the ``usage`` object of a JSON body into ``usage``.
+    """Fold the ``usage`` (or Gemini's ``usageMetadata``) object of a JSON body into
+    ``usage``.
 
-    Parses only that object, found from the end of the body (where OpenAI and
-    Anthropic put it), not the whole answer. A ``"usage"`` inside a string value
-    is escaped (``\\"usage\\"``), so every match is a key or a bare string; a
-    match that does not hold a usage object is skipped.
+    Parses only that object, found from the end of the body (where OpenAI, Anthropic
+    and Gemini put it; in a Gemini stream sent as a JSON array the last one is the
+    total), not the whole answer. A key inside a string value is escaped
+    (``\\"usage\\"``), so every match is a key or a bare string; a match that does not
+    hold an object is skipped.
     """
-    end = len(body)
-    while True:
-        at = body.rfind(_USAGE, 0, end)
-        if at < 0:
-            return
-        end = at
-        colon = body.find(b":", at + len(_USAGE))
-        if colon < 0:
-            continue
-        try:
-            obj, _ = _DECODER.raw_decode(body[colon + 1 :].decode("utf-8").lstrip())
-        except (ValueError, UnicodeDecodeError):
-            continue
-        if isinstance(obj, dict):
-            usage.absorb({"usage": obj})
-            if usage.seen:
-                if usage.model is None:
-                    usage.model = find_model(body)
-                return
-
-
-UsageTap = SSEUsageTap | JSONUsageTap
-
-
-def tap_for(content_type: bytes | None, content_encoding: bytes | None) -> UsageTap | None:
-    """A tap that fits the response, or None when usage cannot be read from it."""
-    if content_type is None or (content_encoding and content_encoding != b"identity"):
-        return None
-    ctype = content_type.lower()
-    if ctype.startswith(b"text/event-stream"):
-        return SSEUsageTap()
-    if ctype.startswith(b"application/json"):
-        return JSONUsageTap()
-    return None
+    for key in (_USAGE, _USAGE_METADATA):
+        end = len(body)
+        while True:
+            at = body.rfind(key, 0, end)
+            if at < 0:
+                break
+            end = at
+            colon = body.find(b":", at + len(key))
+            if colon < 0:
+                continue
+            try:
+                obj, _ = _DECODER.raw_decode(body[colon + 1 :].decode("utf-8").lstrip())
+            except (ValueError, UnicodeDecodeError):
+                continue
+            if isinstance(obj, dict):
+                usage.absorb({key[1:-1].decode(): obj})
+                if usage.seen:
+                    if usage.model is None:
+                        usage.model = find_model(body)
+                    return

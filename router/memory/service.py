@@ -22,8 +22,9 @@ memories the router added. Putting the same block back into that same message ke
 prompt identical to the turn's first request, so the provider's prompt cache still hits.
 The block is found by (user id, conversation id, the turn's text) in a small cache.
 
-``finish(context, tap)`` queues the turn for storage when storage is on for the id, the
-request started a new turn, and the tap saw an answer that ended normally.
+``finish(context, text)`` queues the turn for storage when storage is on for the id, the
+request started a new turn, and the answer's text (``reader``, an observer of the
+answer) says it ended normally.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from router.memory.answer_text import AnswerText, answer_text
 from router.memory.backend import MemoryBackend, MemoryBackendError, MetadataValue, Turn
 from router.memory.chat import (
     ApiFormat,
@@ -51,7 +53,6 @@ from router.memory.chat import (
 from router.memory.config import MemoryPolicy
 from router.memory.metrics import MemoryMetrics
 from router.memory.queue import StoreQueue
-from router.memory.tap import TextTap, text_tap
 
 logger = logging.getLogger("memory_router.memory")
 
@@ -83,17 +84,17 @@ class MemoryContext:
     model: str | None
     store: bool
 
-    def tap(
+    def reader(
         self,
         *,
         status: int,
         content_type: bytes | str | None,
         content_encoding: bytes | str | None = None,
-    ) -> TextTap | None:
-        """A tap for the response, or None when its text will not be stored."""
+    ) -> AnswerText | None:
+        """A reader of the answer's text, or None when its text will not be stored."""
         if not self.store:
             return None
-        return text_tap(
+        return answer_text(
             self.format,
             status=status,
             content_type=content_type,
@@ -276,12 +277,12 @@ class MemoryService:
         self._reuse.put(reuse_key, block)
         return Outcome.INJECTED, new_body, len(memories)
 
-    def finish(self, context: MemoryContext | None, tap: TextTap | None) -> bool:
+    def finish(self, context: MemoryContext | None, text: AnswerText | None) -> bool:
         """Queue the turn for storage if its answer ended normally; True when queued."""
-        if context is None or tap is None or not context.store:
+        if context is None or text is None or not context.store:
             return False
         try:
-            result = tap.result()
+            result = text.result()
             if not result.storable:
                 return False
             metadata: dict[str, MetadataValue] = {"api": context.format}

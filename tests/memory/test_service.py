@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from router.memory.answer_text import ChatText, MessagesText
 from router.memory.backend import MemoryBackend, Turn
 from router.memory.chat import CLOSE_TAG, OPEN_TAG
 from router.memory.config import parse_memory_config
@@ -17,8 +18,8 @@ from router.memory.local import LocalBackend
 from router.memory.metrics import MemoryMetrics
 from router.memory.service import MemoryService, Outcome
 from router.memory.supermemory_api import SupermemoryApiBackend
-from router.memory.tap import AnthropicSSETap, OpenAISSETap
 from tests.memory.conftest import Double, assistant, backend_metric, user
+from tests.support.answers import read_answer
 
 SESSION = "54c1eb09-bc4c-4d2f-98eb-6d2ab2d5e2fe"
 CC_METADATA = {"user_id": json.dumps({"device_id": "d", "account_uuid": "", "session_id": SESSION})}
@@ -159,7 +160,7 @@ async def test_retrieval_switched_off_for_an_id(
     _, outcome, context = await local_service.prepare("mute", "/v1/messages", body)
     assert outcome == "none"
     assert context is not None and not context.store
-    assert context.tap(status=200, content_type="text/event-stream") is None
+    assert context.reader(status=200, content_type="text/event-stream") is None
 
 
 async def test_an_image_only_message_has_no_query(local_service: MemoryService) -> None:
@@ -297,7 +298,9 @@ async def test_an_openai_tool_result_is_a_tool_loop(
     new, outcome, context = await api_service.prepare("alice", "/v1/chat/completions", body)
     assert (new, outcome) == (body, "skipped-tool-loop")
     assert double.requests_for("search") == []
-    assert context is not None and context.tap(status=200, content_type="application/json") is None
+    assert (
+        context is not None and context.reader(status=200, content_type="application/json") is None
+    )
 
 
 # ------------------------------------------------------------------ finish
@@ -324,9 +327,9 @@ async def test_finish_stores_the_turn_in_the_background(
     )
     _, _, context = await api_service.prepare("alice", "/v1/messages", body)
     assert context is not None
-    tap = context.tap(status=200, content_type=b"text/event-stream")
-    assert isinstance(tap, AnthropicSSETap)
-    tap.feed(anthropic_sse("Oslo is lovely."))
+    tap = context.reader(status=200, content_type=b"text/event-stream")
+    assert isinstance(tap, MessagesText)
+    read_answer(anthropic_sse("Oslo is lovely."), [tap], fmt="anthropic")
 
     assert api_service.finish(context, tap) is True
     await api_service.queue.join()
@@ -350,14 +353,14 @@ async def test_a_stored_turn_is_recalled_on_the_next_request(
     body = openai(user("my build tool is bazel"))
     _, _, context = await local_service.prepare("alice", "/v1/chat/completions", body)
     assert context is not None
-    tap = context.tap(status=200, content_type="text/event-stream")
-    assert isinstance(tap, OpenAISSETap)
-    for line in (
-        b'data: {"choices":[{"index":0,"delta":{"content":"Bazel, got it."}}]}\n\n',
-        b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n',
+    tap = context.reader(status=200, content_type="text/event-stream")
+    assert isinstance(tap, ChatText)
+    read_answer(
+        b'data: {"choices":[{"index":0,"delta":{"content":"Bazel, got it."}}]}\n\n'
+        b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
         b"data: [DONE]\n\n",
-    ):
-        tap.feed(line)
+        [tap],
+    )
     assert local_service.finish(context, tap)
     await local_service.queue.join()
 
@@ -382,9 +385,9 @@ async def test_finish_skips_answers_that_did_not_end_well(
 ) -> None:
     _, _, context = await local_service.prepare("alice", "/v1/messages", anthropic(user("hi")))
     assert context is not None
-    tap = context.tap(status=200, content_type="text/event-stream")
+    tap = context.reader(status=200, content_type="text/event-stream")
     assert tap is not None
-    tap.feed(stream)
+    read_answer(stream, [tap], fmt="anthropic")
 
     assert local_service.finish(context, tap) is False
     await local_service.queue.join()
@@ -396,7 +399,7 @@ async def test_finish_without_context_or_tap(local_service: MemoryService) -> No
     _, _, context = await local_service.prepare("alice", "/v1/messages", anthropic(user("hi")))
     assert local_service.finish(context, None) is False
     assert context is not None
-    assert context.tap(status=500, content_type="application/json") is None
+    assert context.reader(status=500, content_type="application/json") is None
 
 
 async def test_aclose_drains_and_closes_the_backend(

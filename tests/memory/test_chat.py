@@ -13,7 +13,6 @@ from router.memory.chat import (
     OPEN_TAG,
     Chat,
     TurnInfo,
-    api_format,
     conversation_id,
     inject,
     memory_block,
@@ -37,24 +36,6 @@ def chat(path: str, **fields: Any) -> Chat:
 
 
 # ------------------------------------------------------------------ detection
-
-
-@pytest.mark.parametrize(
-    ("path", "expected"),
-    [
-        ("/v1/chat/completions", "openai"),
-        ("/chat/completions", "openai"),
-        ("/v1/messages", "anthropic"),
-        ("/v1/messages/count_tokens", None),
-        ("/v1/completions", None),
-        ("/v1/responses", None),
-        ("/v1/embeddings", None),
-        ("/v1/chat/completions/", None),
-        ("/V1/MESSAGES", None),
-    ],
-)
-def test_api_format(path: str, expected: str | None) -> None:
-    assert api_format(path) == expected
 
 
 @pytest.mark.parametrize(
@@ -207,6 +188,56 @@ TURN_CASES: list[tuple[str, str, list[Any], TurnInfo]] = [
         TurnInfo(False, "answer in json", 0),
     ),
     (
+        "a system message after the prompt (Claude Code 2.1)",
+        "/v1/messages",
+        [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": REMINDER}, {"type": "text", "text": "q"}],
+            },
+            {"role": "system", "content": [{"type": "text", "text": "# Environment"}]},
+        ],
+        TurnInfo(True, "q", 0),
+    ),
+    (
+        "a tool loop ending with a system message",
+        "/v1/messages",
+        [
+            {"role": "user", "content": "read main.py"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "Read"}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1"}]},
+            {"role": "system", "content": "# Environment"},
+        ],
+        TurnInfo(False, "read main.py", 0),
+    ),
+    (
+        "developer and reminder-only messages after the prompt",
+        "/v1/chat/completions",
+        [
+            {"role": "user", "content": "the question"},
+            {"role": "developer", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": REMINDER}]},
+            {"role": "system", "content": "late system"},
+        ],
+        TurnInfo(True, "the question", 0),
+    ),
+    (
+        "a reminder-only message after an answer continues its turn",
+        "/v1/messages",
+        [
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "done"},
+            {"role": "user", "content": REMINDER},
+        ],
+        TurnInfo(False, "first", 0),
+    ),
+    (
+        "nothing but system messages",
+        "/v1/chat/completions",
+        [{"role": "system", "content": "sys"}, {"role": "developer", "content": "dev"}],
+        TurnInfo(False, "", None),
+    ),
+    (
         "odd messages are skipped",
         "/v1/messages",
         ["junk", None, {"role": "user", "content": None}, {"role": "user", "content": 7}],
@@ -234,10 +265,156 @@ def test_turn_of(path: str, messages: list[Any], expected: TurnInfo) -> None:
         ({"role": "user", "content": [{"type": "input_text", "text": "responses api"}]}, ""),
         ({"role": "user", "content": "<system-reminder>never closed"}, ""),
         ({"role": "user", "content": "a<system-reminder>x</system-reminder>b"}, "ab"),
+        ({"role": "user", "content": "<session_context>\nGemini CLI\n</session_context>q"}, "q"),
+        ({"role": "user", "content": "<environment_context>x</environment_context>"}, ""),
+        ({"role": "user", "content": "<other_tag>kept</other_tag>"}, "<other_tag>kept</other_tag>"),
     ],
 )
 def test_typed_text(message: dict[str, Any], expected: str) -> None:
     assert typed_text(message) == expected
+
+
+@pytest.mark.parametrize(
+    ("fmt", "message", "expected"),
+    [
+        ("responses", {"role": "user", "content": [{"type": "input_text", "text": "r"}]}, "r"),
+        ("responses", {"type": "message", "role": "user", "content": "plain"}, "plain"),
+        ("responses", {"type": "function_call_output", "call_id": "c", "output": "x"}, ""),
+        ("gemini", {"role": "user", "parts": [{"text": "g"}, {"inlineData": {}}]}, "g"),
+        ("gemini", {"role": "user", "parts": [{"text": "thinking", "thought": True}]}, ""),
+        ("gemini", {"role": "model", "parts": [{"text": "the model"}]}, ""),
+    ],
+)
+def test_typed_text_of_other_apis(fmt: Any, message: dict[str, Any], expected: str) -> None:
+    assert typed_text(message, fmt) == expected
+
+
+# -- the Responses API and Gemini
+
+ENV = "<environment_context>\n  <cwd>/w</cwd>\n</environment_context>"
+CODEX_INPUT = [
+    {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "d"}]},
+    {"type": "message", "role": "user", "content": [{"type": "input_text", "text": ENV}]},
+    {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "prompt"}]},
+]
+CODEX_TOOL_LOOP = [
+    *CODEX_INPUT,
+    {"type": "reasoning", "summary": [], "encrypted_content": "e"},
+    {"type": "function_call", "call_id": "c1", "name": "shell", "arguments": "{}"},
+    {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+]
+SESSION = "<session_context>\nThis is the Gemini CLI.\n</session_context>"
+GEMINI_PROMPT = {"role": "user", "parts": [{"text": SESSION}, {"text": "prompt"}]}
+GEMINI_TOOL_LOOP = [
+    GEMINI_PROMPT,
+    {"role": "model", "parts": [{"functionCall": {"name": "ls", "args": {}}}]},
+    {"role": "user", "parts": [{"functionResponse": {"name": "ls", "response": {}}}]},
+]
+
+OTHER_API_TURNS: list[tuple[str, str, dict[str, Any], TurnInfo]] = [
+    ("codex", "/v1/responses", {"input": CODEX_INPUT}, TurnInfo(True, "prompt", 2)),
+    ("string input", "/v1/responses", {"input": "hello"}, TurnInfo(True, "hello", 0)),
+    ("codex tool loop", "/v1/responses", {"input": CODEX_TOOL_LOOP}, TurnInfo(False, "prompt", 2)),
+    (
+        "a previous_response_id chain continuing a tool loop",
+        "/v1/responses",
+        {"previous_response_id": "resp_1", "input": CODEX_TOOL_LOOP[-1:]},
+        TurnInfo(False, "", None),
+    ),
+    (
+        "a previous_response_id chain with new input",
+        "/v1/responses",
+        {"previous_response_id": "resp_1", "input": [CODEX_INPUT[-1]]},
+        TurnInfo(True, "prompt", 0),
+    ),
+    (
+        "gemini cli",
+        "/v1beta/models/m:streamGenerateContent",
+        {"contents": [GEMINI_PROMPT]},
+        TurnInfo(True, "prompt", 0),
+    ),
+    (
+        "gemini tool loop",
+        "/v1beta/models/m:generateContent",
+        {"contents": GEMINI_TOOL_LOOP},
+        TurnInfo(False, "prompt", 0),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "fields", "expected"),
+    [case[1:] for case in OTHER_API_TURNS],
+    ids=[case[0] for case in OTHER_API_TURNS],
+)
+def test_turn_of_other_apis(path: str, fields: dict[str, Any], expected: TurnInfo) -> None:
+    assert turn_of(chat(path, model="m", **fields)) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "fields", "index", "expected"),
+    [
+        ("/v1/responses", {"input": "hello"}, 0, {"input": f"{BLOCK}\n\nhello"}),
+        (
+            "/v1/responses",
+            {"input": CODEX_INPUT},
+            2,
+            {
+                "input": [
+                    *CODEX_INPUT[:2],
+                    {
+                        **CODEX_INPUT[2],
+                        "content": [
+                            {"type": "input_text", "text": BLOCK},
+                            {"type": "input_text", "text": "prompt"},
+                        ],
+                    },
+                ]
+            },
+        ),
+        (
+            "/v1/responses",
+            {"input": [{"role": "user", "content": "easy"}]},
+            0,
+            {"input": [{"role": "user", "content": f"{BLOCK}\n\neasy"}]},
+        ),
+        (
+            "/v1beta/models/m:streamGenerateContent",
+            {"contents": [GEMINI_PROMPT]},
+            0,
+            {"contents": [{"role": "user", "parts": [{"text": BLOCK}, *GEMINI_PROMPT["parts"]]}]},
+        ),
+    ],
+)
+def test_inject_into_other_apis(
+    path: str, fields: dict[str, Any], index: int, expected: dict[str, Any]
+) -> None:
+    parsed = chat(path, model="m", **fields)
+    before = copy.deepcopy(parsed.body)
+    out = inject(parsed, index, BLOCK)
+    assert out is not None and json.loads(out) == {"model": "m", **expected}
+    assert parsed.body == before
+
+
+@pytest.mark.parametrize(
+    ("path", "raw"),
+    [
+        ("/v1/responses", b'{"input": ""}'),
+        ("/v1/responses", b'{"input": []}'),
+        ("/v1/responses", b'{"messages": [{"role": "user", "content": "x"}]}'),
+        ("/v1beta/models/m:generateContent", b'{"contents": {}}'),
+        ("/v1beta/models/m:generateContent", b'{"messages": [{"role": "user", "content": "x"}]}'),
+    ],
+)
+def test_other_apis_without_a_conversation_pass_untouched(path: str, raw: bytes) -> None:
+    assert parse_chat(path, raw) is None
+
+
+def test_the_gemini_model_comes_from_the_path() -> None:
+    parsed = parse_chat(
+        "/v1beta/models/claude-haiku-4.5:generateContent", body(contents=[GEMINI_PROMPT])
+    )
+    assert parsed is not None and model_of(parsed) == "claude-haiku-4.5"
 
 
 # ------------------------------------------------------------------ injection
@@ -438,10 +615,19 @@ CC_JSON = json.dumps(
         ("/v1/chat/completions", {"user": "bad\nid"}, None),
         ("/v1/chat/completions", {"user": 42}, None),
         ("/v1/chat/completions", {}, None),
+        ("/v1/responses", {"client_metadata": {"thread_id": "th-1"}}, "th-1"),
+        ("/v1/responses", {"prompt_cache_key": "pk-2", "metadata": {"session_id": "s"}}, "pk-2"),
+        ("/v1/responses", {"metadata": {"conversation_id": "c-3"}}, "c-3"),
+        ("/v1beta/models/m:generateContent", {"user": "u"}, None),
     ],
 )
 def test_conversation_id(path: str, fields: dict[str, Any], expected: str | None) -> None:
-    parsed = chat(path, messages=[{"role": "user", "content": "x"}], **fields)
+    conversation: dict[str, Any] = {"messages": [{"role": "user", "content": "x"}]}
+    if path == "/v1/responses":
+        conversation = {"input": "x"}
+    elif "generateContent" in path:
+        conversation = {"contents": [{"role": "user", "parts": [{"text": "x"}]}]}
+    parsed = chat(path, **conversation, **fields)
     assert conversation_id(parsed) == expected
 
 

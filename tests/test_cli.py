@@ -85,7 +85,7 @@ def test_check_prints_rule_table() -> None:
     out = run_cli("check")
     assert out.returncode == 0, out.stderr
     assert "pycharm-ai-chat" in out.stdout and "claude-code-cli" in out.stdout
-    assert "OK: 3 rule(s)" in out.stdout
+    assert "OK: 6 rule(s)" in out.stdout
     # an empty folder, no user file: the packaged rules, and it says so
     assert f"config:         {packaged_config_path()} (sha256 " in out.stdout
     assert "from:           packaged: no --config, no MEMORY_ROUTER_CONFIG" in out.stdout
@@ -196,7 +196,7 @@ def test_python_dash_m() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "router", "check"], capture_output=True, text=True, timeout=60
     )
-    assert out.returncode == 0 and "OK: 3 rule(s)" in out.stdout
+    assert out.returncode == 0 and "OK: 6 rule(s)" in out.stdout
 
 
 def test_help_lists_flags() -> None:

@@ -50,6 +50,23 @@ def test_injects_decided_id_and_key(
         ({"User-Agent": "curl/7.68.0"}, "default-dev"),
         ({"User-Agent": "claude-cli/2.0.14 (external, cli)"}, "claude-code-cli"),
         ({"User-Agent": "AsyncAnthropic/Python 0.69.0"}, "anthropic-sdk"),
+        # what the real programs send (tests/clients/shapes/, and opencode 1.18.33)
+        (
+            {"User-Agent": "codex_exec/0.171.0 (Debian 12.0.0; x86_64) dumb (codex_exec; 0.171.0)"},
+            "codex-cli",
+        ),
+        ({"User-Agent": "codex_cli_rs/0.171.0 (Ubuntu 24.04; x86_64) xterm"}, "codex-cli"),
+        (
+            {"User-Agent": "GeminiCLI-tui/0.61.0/claude-haiku-4.5 (linux; x64; terminal)"},
+            "gemini-cli",
+        ),
+        ({"User-Agent": "GeminiCLI/0.61.0/gemini-2.5-pro (linux; x64)"}, "gemini-cli"),
+        (
+            {"User-Agent": "opencode/1.18.33 ai-sdk/provider-utils/4.0.23 runtime/bun/1.3.14"},
+            "opencode",
+        ),
+        ({"User-Agent": "OpenAI/Python 2.20.0"}, "default-dev"),  # aider and llm alike
+        ({"User-Agent": "ls/JS 5.23.2"}, "default-dev"),  # Continue's cn 1.5.47
     ],
 )
 def test_decisions_reach_upstream(

@@ -135,7 +135,14 @@ def test_shipped_rules_match_real_clients(user_agent: str, user_id: str) -> None
 
 def test_shipped_rule_ids_and_no_seed_patterns_that_match_nothing() -> None:
     ids = {p.rule.user_id for p in SHIPPED.patterns}
-    assert ids == {"pycharm-ai-chat", "anthropic-sdk", "claude-code-cli"}
+    assert ids == {
+        "pycharm-ai-chat",
+        "anthropic-sdk",
+        "claude-code-cli",
+        "codex-cli",
+        "gemini-cli",
+        "opencode",
+    }
     assert SHIPPED.default_user_id == "default-dev"
     patterns = {p.rule.pattern for p in SHIPPED.patterns}
     assert "Claude Code" not in patterns

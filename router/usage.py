@@ -51,12 +51,14 @@ class Usage:
             usage = holder.get("usage")
             if isinstance(usage, dict):
                 self._absorb_usage(usage)
-            metadata = holder.get("usageMetadata")
-            if isinstance(metadata, dict):
-                self._absorb_gemini(metadata)
-            model = holder.get("model", holder.get("modelVersion"))
-            if self.model is None and isinstance(model, str):
-                self.model = model
+            else:
+                metadata = holder.get("usageMetadata")
+                if isinstance(metadata, dict):
+                    self._absorb_gemini(metadata)
+            if self.model is None:
+                model = holder.get("model") or holder.get("modelVersion")
+                if isinstance(model, str):
+                    self.model = model
 
     def _absorb_usage(self, usage: dict[str, Any]) -> None:
         prompt = _int(usage.get("prompt_tokens"))
@@ -118,6 +120,7 @@ class UsageReader(Observer):
 
 
 _DECODER = json.JSONDecoder()
+_KEYS = ((_USAGE, "usage"), (_USAGE_METADATA, "usageMetadata"))
 _MODEL_KEY = b'"model"'
 _MODEL_VALUE = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
 
@@ -143,7 +146,7 @@ def read_json_usage(body: bytes, usage: Usage) -> None:
     (``\\"usage\\"``), so every match is a key or a bare string; a match that does not
     hold an object is skipped.
     """
-    for key in (_USAGE, _USAGE_METADATA):
+    for key, name in _KEYS:
         end = len(body)
         while True:
             at = body.rfind(key, 0, end)
@@ -158,7 +161,7 @@ def read_json_usage(body: bytes, usage: Usage) -> None:
             except (ValueError, UnicodeDecodeError):
                 continue
             if isinstance(obj, dict):
-                usage.absorb({key[1:-1].decode(): obj})
+                usage.absorb({name: obj})
                 if usage.seen:
                     if usage.model is None:
                         usage.model = find_model(body)

@@ -27,7 +27,7 @@ stored.
 
 Memory in the router (the ``supermemory-api`` and ``local`` backends): a chat request
 goes through ``MemoryService.prepare`` before it is forwarded (memories found for the
-decided id go into its last user message, within a time budget), the answer's
+decided id go into the turn's user message, within a time budget), the answer's
 ``x-memory-router-memory`` header says what happened, the answer's text is one of the
 observers, and ``MemoryService.finish`` queues the turn for storage once the answer has
 ended. With ``supermemory-router`` or ``off`` there is no service,

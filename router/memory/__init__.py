@@ -6,7 +6,7 @@ One module each::
     local            the local backend: one SQLite file, FTS5 BM25, one worker thread
     supermemory_api  the supermemory-api backend: Supermemory's v5 API through its SDK
     chat             pure functions over chat bodies: the turn, the query, the injection
-    tap              the assistant's text read from a response as it streams past
+    answer_text      the assistant's text, an observer of the answer (router.answer)
     queue            the background store queue: bounded, retried, drained at shutdown
     metrics          MemoryMetrics on an injected registry
     config           the ``memory`` config section: store/retrieve switches per id

@@ -8,11 +8,11 @@ counted and logged.
 
 Outcomes (the header values)::
 
-    injected           memories found and put in the last user message
+    injected           memories found and put in the turn's user message
     none               searched, nothing found
     reused             a tool-loop request got its turn's memories again, without a search
     skipped-tool-loop  a tool-loop request with nothing to reuse
-    skipped-no-query   the last user message has no typed text (an image alone, say)
+    skipped-no-query   the turn's user message has no typed text (an image alone, say)
     skipped-off        retrieval is switched off for this id
     skipped-timeout    the search took longer than the budget
     skipped-error      the search failed

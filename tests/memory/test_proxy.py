@@ -185,6 +185,113 @@ def test_anthropic_a_leading_text_block_and_the_prompt_cache_prefix_untouched(
     assert json.dumps(sent).count("cache_control") == json.dumps(body).count("cache_control")
 
 
+def test_claude_code_a_system_message_after_the_prompt_the_block_goes_on_the_prompt(
+    local_router: tuple[RouterApp, str], store_path: Path, upstream: FakeUpstream
+) -> None:
+    """Claude Code 2.1 ends ``messages`` with a system message after the user's prompt
+    (tests/clients/shapes/claude-code.json): the prompt is still the turn."""
+    _, url = local_router
+    seed(store_path, "claude-code-cli", "the deploy script lives in ops/deploy.sh")
+    headers = {"User-Agent": "claude-cli/2.1.337 (external, sdk-cli)"}
+    reminder = {"type": "text", "text": "<system-reminder>\nAttribution\n</system-reminder>\n"}
+    prompt = user([reminder, {"type": "text", "text": "where is the deploy script?"}])
+    environment = {"role": "system", "content": [{"type": "text", "text": "# Environment"}]}
+    r = httpx.post(url + MESSAGES, json=anthropic(prompt, environment), headers=headers)
+
+    assert r.headers[HEADER] == "injected"
+    sent = upstream.last().json()["messages"]
+    assert sent[1] == environment
+    lead, *rest = sent[0]["content"]
+    assert "ops/deploy.sh" in block_of(lead["text"]) and rest == prompt["content"]
+
+    tool_use = assistant([{"type": "tool_use", "id": "t1", "name": "Bash", "input": {}}])
+    result = user([{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}])
+    r = httpx.post(
+        url + MESSAGES, json=anthropic(prompt, tool_use, result, environment), headers=headers
+    )
+    assert r.headers[HEADER] == "reused"
+    assert upstream.last().json()["messages"][0] == sent[0]
+
+
+CODEX_UA = "codex_exec/0.171.0 (Debian 12.0.0; x86_64) dumb (codex_exec; 0.171.0)"
+
+
+def _input_message(role: str, text: str) -> dict[str, Any]:
+    return {"type": "message", "role": role, "content": [{"type": "input_text", "text": text}]}
+
+
+def test_responses_api_the_block_leads_the_last_user_input_item(
+    local_router: tuple[RouterApp, str], store_path: Path, upstream: FakeUpstream
+) -> None:
+    _, url = local_router
+    seed(store_path, "codex-cli", "the tests run with make check")
+    items = [
+        _input_message("developer", "You are a coding agent."),
+        _input_message("user", "<environment_context>\n<cwd>/w</cwd>\n</environment_context>"),
+        _input_message("user", "how do I run the tests?"),
+    ]
+    body = {"model": "m", "instructions": "sys", "input": items, "stream": True}
+    r = httpx.post(url + "/v1/responses", json=body, headers={"User-Agent": CODEX_UA})
+
+    assert r.headers[HEADER] == "injected"
+    sent = upstream.last().json()
+    assert sent["input"][:2] == items[:2]
+    lead, question = sent["input"][2]["content"]
+    assert lead["type"] == "input_text" and "make check" in block_of(lead["text"])
+    assert question == items[2]["content"][0]
+    assert {k: v for k, v in sent.items() if k != "input"} == {
+        k: v for k, v in body.items() if k != "input"
+    }
+
+    # A string input is one user message; a chain gets memories in its new input only.
+    r = httpx.post(
+        url + "/v1/responses",
+        json={"model": "m", "input": "how do I run the tests?", "previous_response_id": "r1"},
+        headers={"User-Agent": CODEX_UA},
+    )
+    assert r.headers[HEADER] == "injected"
+    text = upstream.last().json()["input"]
+    assert "make check" in block_of(text) and text.endswith("\n\nhow do I run the tests?")
+
+    output = {"type": "function_call_output", "call_id": "c1", "output": "ok"}
+    chained = {"model": "m", "input": [output], "previous_response_id": "r2"}
+    r = httpx.post(url + "/v1/responses", json=chained, headers={"User-Agent": CODEX_UA})
+    assert r.headers[HEADER] == "skipped-tool-loop"
+    assert upstream.last().json() == chained
+
+
+def test_gemini_the_block_leads_the_last_user_contents_entry(
+    local_router: tuple[RouterApp, str], store_path: Path, upstream: FakeUpstream
+) -> None:
+    _, url = local_router
+    seed(store_path, "gemini-cli", "the staging database is called pluto")
+    prompt = {
+        "role": "user",
+        "parts": [
+            {"text": "<session_context>\nThis is the Gemini CLI.\n</session_context>"},
+            {"text": "what is the staging database called?"},
+        ],
+    }
+    body = {"contents": [prompt], "generationConfig": {"topP": 0.95}}
+    r = httpx.post(
+        url + "/v1beta/models/claude-sonnet-5.5:streamGenerateContent?alt=sse",
+        json=body,
+        headers={"User-Agent": "GeminiCLI-tui/0.61.0/claude-sonnet-5.5 (linux; x64; terminal)"},
+    )
+
+    assert r.headers[HEADER] == "injected"
+    got = upstream.last()
+    assert (got.path, got.query) == (
+        "/v1beta/models/claude-sonnet-5.5:streamGenerateContent",
+        "alt=sse",
+    )
+    sent = got.json()
+    lead, *rest = sent["contents"][0]["parts"]
+    assert "pluto" in block_of(lead["text"]) and set(lead) == {"text"}
+    assert rest == prompt["parts"]
+    assert sent["generationConfig"] == body["generationConfig"]
+
+
 def test_a_tool_loop_reuses_the_turns_block_and_searches_nothing(
     local_router: tuple[RouterApp, str], store_path: Path, upstream: FakeUpstream
 ) -> None:

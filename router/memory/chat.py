@@ -26,8 +26,6 @@ from typing import Any
 
 from router.apis import ApiFormat, api_of, gemini_model
 
-__all__ = ["ApiFormat"]
-
 OPEN_TAG = "<memory-router-memories>"
 CLOSE_TAG = "</memory-router-memories>"
 BLOCK_INTRO = (

@@ -38,10 +38,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from router.apis import ApiFormat
 from router.memory.answer_text import AnswerText, answer_text
 from router.memory.backend import MemoryBackend, MemoryBackendError, MetadataValue, Turn
 from router.memory.chat import (
-    ApiFormat,
     Chat,
     conversation_id,
     inject,

@@ -79,16 +79,18 @@ def test_a_last_line_without_its_newline_is_read_at_the_end() -> None:
     assert recorder.events == [b'{"a": 1}', b"[DONE]"]
 
 
-def test_chunks_no_observer_cares_about_are_not_split() -> None:
-    marked = Marked()
+def test_only_events_holding_a_mark_reach_observers_that_all_have_marks() -> None:
+    marked, other = Marked(), Marked()
     raw = sse({"choices": []}, {"choices": [], "usage": {"prompt_tokens": 1}}, "[DONE]")
-    events = raw.split(b"\n\n")
-    answer = Answer("openai", [marked], content_type=SSE)
-    answer.feed(events[0] + b"\n\n")  # no mark: skipped without a split
-    assert marked.events == []
-    answer.feed(b"\n\n".join(events[1:]))
+    answer = Answer("openai", [marked, other], content_type=SSE)
+    for piece in (raw[:30], raw[30:]):
+        answer.feed(piece)
     answer.finish()
-    assert marked.events == [b'{"choices": [], "usage": {"prompt_tokens": 1}}', b"[DONE]"]
+    assert marked.events == other.events == [b'{"choices": [], "usage": {"prompt_tokens": 1}}']
+    # with an observer that wants every event, every event goes to all
+    everything = Recorder()
+    read_answer(raw, [marked, everything])
+    assert len(everything.events) == 3 and len(marked.events) == 4
 
 
 def test_an_overlong_line_is_skipped_and_reported() -> None:

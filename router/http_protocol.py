@@ -90,6 +90,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.parser = httptools.HttpRequestParser(self)
         self.parser.set_dangerous_leniencies(lenient_data_after_close=True)  # as uvicorn does
         self._feeding_framing = True
+        url = self.url  # the framing head's own target must not change the request's
         try:
             self.parser.feed_data(framing)
         except httptools.HttpParserError:
@@ -98,6 +99,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         finally:
             self._feeding_framing = False
+            self.url = url
         if rest:
             self._feed(rest)
 
@@ -107,10 +109,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True
         self._trailer_bytes = 0
         super().on_message_begin()
-
-    def on_url(self, url: bytes) -> None:
-        if not self._feeding_framing:
-            super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._feeding_framing:
